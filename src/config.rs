@@ -1,0 +1,1 @@
+//! Typed configuration from TOML and environment, validated before anything binds.

@@ -1,0 +1,1 @@
+//! Control plane: HTTP API for sessions, health and metrics.

@@ -1,0 +1,1 @@
+//! The demo: the gateway with its embedded engine, fed bundled calls as real RTP.

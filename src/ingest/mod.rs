@@ -1,0 +1,1 @@
+//! Media ingest: the UDP RTP port pool and per-session tasks.

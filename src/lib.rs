@@ -1,0 +1,15 @@
+//! asr-gateway: a media streaming and speech-recognition gateway for Asterisk.
+//!
+//! The media core (`media`) is sans-IO; everything else is the thin tokio shell
+//! around it. See ARCHITECTURE.md in the repository for the data flow.
+
+pub mod asr;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod events;
+pub mod ingest;
+pub mod media;
+pub mod metrics;
+pub mod sender;
+pub mod serve;

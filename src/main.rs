@@ -1,0 +1,3 @@
+//! CLI entry point.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! L16: big-endian 16-bit linear PCM as carried over RTP.

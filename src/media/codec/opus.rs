@@ -1,0 +1,3 @@
+//! Opus decoding through libopus (audiopus), mono, 48 kHz output.
+
+pub struct OpusDecoder {}

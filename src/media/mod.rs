@@ -1,0 +1,8 @@
+//! The sans-IO media core: bytes and `now` in, audio, control and events out.
+
+pub mod codec;
+pub mod jitter;
+pub mod resample;
+pub mod rtp;
+pub mod session;
+pub mod vad;

@@ -1,0 +1,1 @@
+//! Process-wide counters and histograms, rendered as Prometheus text.

@@ -1,0 +1,1 @@
+//! RTP sender: packetizes WAV audio as Asterisk would and sends it at real-time pace.

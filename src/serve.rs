@@ -1,0 +1,1 @@
+//! `serve`: wires config, engine, ingest, control and sinks into one running gateway.
