@@ -1,3 +1,150 @@
-//! CLI entry point.
+//! CLI entry point: `serve`, `engine`, `demo`, `check-config`.
 
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use asr_gateway::config::Config;
+use asr_gateway::serve::Gateway;
+
+#[derive(Parser)]
+#[command(
+    name = "asr-gateway",
+    version,
+    about = "Media streaming and speech-recognition gateway for Asterisk"
+)]
+struct Cli {
+    /// TOML config file; `ASRGW_<SECTION>__<KEY>` environment variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: RTP ports, HTTP API, ASR streams, events.
+    Serve,
+    /// Serve the embedded Whisper engine over the gateway's gRPC protocol.
+    Engine {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// A CTranslate2 Whisper model directory (default: engine.model_dir).
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        #[arg(long)]
+        workers: Option<usize>,
+        #[arg(long)]
+        queue: Option<usize>,
+        /// Interim results every N ms by re-decoding the growing utterance (0 = off).
+        #[arg(long)]
+        interim_interval_ms: Option<u64>,
+    },
+    /// Run the gateway with its embedded engine and play the bundled sample calls as RTP.
+    Demo {
+        #[arg(long, default_value = "tests/fixtures")]
+        fixtures: PathBuf,
+    },
+    /// Validate the configuration and print the effective values.
+    CheckConfig,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Logs go to stderr: stdout carries events.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig => {
+            let config = load(cli.config.as_deref())?;
+            println!("{config:#?}");
+            eprintln!("config ok");
+        }
+        Command::Serve => {
+            let config = load(cli.config.as_deref())?;
+            init_logging("info");
+            let gateway = Gateway::start(config).await?;
+            eprintln!(
+                "asr-gateway listening: HTTP {}  engine {}",
+                gateway.http_addr(),
+                gateway.engine_endpoint()
+            );
+            shutdown_signal().await;
+            tracing::info!("shutting down: ending sessions");
+            gateway.shutdown().await;
+        }
+        Command::Engine {
+            listen,
+            model_dir,
+            workers,
+            queue,
+            interim_interval_ms,
+        } => {
+            let mut config = load(cli.config.as_deref())?;
+            init_logging("info");
+            if let Some(dir) = model_dir {
+                config.engine.model_dir = dir;
+            }
+            if let Some(n) = workers {
+                config.engine.workers = n;
+            }
+            if let Some(n) = queue {
+                config.engine.queue = n.max(1);
+            }
+            if let Some(ms) = interim_interval_ms {
+                config.engine.interim_interval_ms = ms;
+            }
+            asr_gateway::serve::check_model_dir(&config.engine.model_dir)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!(
+                "asr-gateway engine: asr.v1.Recognizer on {listen}, model {}",
+                config.engine.model_dir.display()
+            );
+            asr_gateway::asr::embedded::serve(config.engine(), listener, shutdown_signal()).await?;
+        }
+        Command::Demo { fixtures } => {
+            let config = load(cli.config.as_deref())?;
+            init_logging("warn");
+            let results = asr_gateway::demo::run(config, &fixtures).await?;
+            println!();
+            println!("== demo summary: one line per call ==");
+            let mut all_heard = true;
+            for r in &results {
+                println!("{}", r.summary_line());
+                all_heard &= !r.finals.is_empty();
+            }
+            anyhow::ensure!(all_heard, "a sample call produced no transcript");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,1 +1,359 @@
-//! Process-wide counters and histograms, rendered as Prometheus text.
+//! Process-wide counters and histograms, rendered as Prometheus text for `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A counter per label value. Only for rare paths (errors): it takes a lock.
+#[derive(Debug, Default)]
+pub struct LabeledCounter(Mutex<BTreeMap<&'static str, u64>>);
+
+impl LabeledCounter {
+    pub fn inc(&self, label: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(label)
+            .or_default() += 1;
+    }
+    pub fn get(&self, label: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(label)
+            .copied()
+            .unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+}
+
+/// Fixed-bucket histogram of seconds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+    pub fn observe(&self, seconds: f64) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// Every metric the gateway exports. Shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    pub sessions_active: Gauge,
+    pub sessions_started: Counter,
+    pub sessions_ended: LabeledCounter,
+    pub reservations_rejected: Counter,
+    pub ports_free: Gauge,
+    pub rtp_packets: Counter,
+    pub rtp_bytes: Counter,
+    pub rtp_lost: Counter,
+    pub rtp_late: Counter,
+    pub rtp_duplicate: Counter,
+    pub rtp_reordered: Counter,
+    pub rtp_malformed: LabeledCounter,
+    pub rtp_undecodable: Counter,
+    pub rtp_foreign_source: Counter,
+    pub asr_audio_dropped: Counter,
+    pub asr_errors: LabeledCounter,
+    pub asr_final_latency: Histogram,
+    pub events_published: Counter,
+    pub events_failed: Counter,
+    pub events_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sessions_active: Gauge::default(),
+            sessions_started: Counter::default(),
+            sessions_ended: LabeledCounter::default(),
+            reservations_rejected: Counter::default(),
+            ports_free: Gauge::default(),
+            rtp_packets: Counter::default(),
+            rtp_bytes: Counter::default(),
+            rtp_lost: Counter::default(),
+            rtp_late: Counter::default(),
+            rtp_duplicate: Counter::default(),
+            rtp_reordered: Counter::default(),
+            rtp_malformed: LabeledCounter::default(),
+            rtp_undecodable: Counter::default(),
+            rtp_foreign_source: Counter::default(),
+            asr_audio_dropped: Counter::default(),
+            asr_errors: LabeledCounter::default(),
+            asr_final_latency: Histogram::new(LATENCY_BOUNDS),
+            events_published: Counter::default(),
+            events_failed: Counter::default(),
+            events_dropped: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut scalar = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        scalar(
+            "asrgw_sessions_active",
+            "gauge",
+            "Sessions running now.",
+            self.sessions_active.get().to_string(),
+        );
+        scalar(
+            "asrgw_sessions_started_total",
+            "counter",
+            "Sessions started.",
+            self.sessions_started.get().to_string(),
+        );
+        scalar(
+            "asrgw_ports_free",
+            "gauge",
+            "RTP ports free for new sessions.",
+            self.ports_free.get().to_string(),
+        );
+        scalar(
+            "asrgw_reservations_rejected_total",
+            "counter",
+            "Session requests refused because no RTP port was free.",
+            self.reservations_rejected.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_packets_total",
+            "counter",
+            "Valid RTP packets received by sessions.",
+            self.rtp_packets.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_bytes_total",
+            "counter",
+            "Bytes of valid RTP datagrams received.",
+            self.rtp_bytes.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_lost_total",
+            "counter",
+            "RTP packets declared lost (filled with silence).",
+            self.rtp_lost.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_late_total",
+            "counter",
+            "RTP packets dropped for arriving after their slot.",
+            self.rtp_late.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_duplicate_total",
+            "counter",
+            "Duplicate RTP packets dropped.",
+            self.rtp_duplicate.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_reordered_total",
+            "counter",
+            "RTP packets put back in order.",
+            self.rtp_reordered.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_undecodable_total",
+            "counter",
+            "RTP packets with an unknown payload type or a payload that failed to decode.",
+            self.rtp_undecodable.get().to_string(),
+        );
+        scalar(
+            "asrgw_rtp_foreign_source_total",
+            "counter",
+            "Datagrams ignored because they came from another source than the session's.",
+            self.rtp_foreign_source.get().to_string(),
+        );
+        scalar(
+            "asrgw_asr_audio_dropped_total",
+            "counter",
+            "Audio chunks dropped because the ASR stream was not keeping up.",
+            self.asr_audio_dropped.get().to_string(),
+        );
+        scalar(
+            "asrgw_events_published_total",
+            "counter",
+            "Events delivered to a sink.",
+            self.events_published.get().to_string(),
+        );
+        scalar(
+            "asrgw_events_failed_total",
+            "counter",
+            "Events a sink failed to deliver.",
+            self.events_failed.get().to_string(),
+        );
+        scalar(
+            "asrgw_events_dropped_total",
+            "counter",
+            "Events dropped because the publish queue was full.",
+            self.events_dropped.get().to_string(),
+        );
+        render_labeled(
+            &mut out,
+            "asrgw_sessions_ended_total",
+            "Sessions ended, by cause.",
+            "cause",
+            &self.sessions_ended,
+        );
+        render_labeled(
+            &mut out,
+            "asrgw_rtp_malformed_total",
+            "Datagrams that were not valid RTP, by reason.",
+            "reason",
+            &self.rtp_malformed,
+        );
+        render_labeled(
+            &mut out,
+            "asrgw_asr_errors_total",
+            "ASR stream failures, by code.",
+            "code",
+            &self.asr_errors,
+        );
+        let h = &self.asr_final_latency;
+        let name = "asrgw_asr_final_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Wall time from end of speech to the final transcript.\n# TYPE {name} histogram");
+        for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {}", h.count());
+        out
+    }
+}
+
+fn render_labeled(out: &mut String, name: &str, help: &str, label: &str, counter: &LabeledCounter) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, n) in counter.snapshot() {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
+/// Read one sample from Prometheus text, e.g. `asrgw_rtp_malformed_total{reason="too_short"}`.
+pub fn read_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_histogram() {
+        let m = Metrics::default();
+        m.rtp_packets.add(5);
+        m.rtp_malformed.inc("too_short");
+        m.rtp_malformed.inc("too_short");
+        m.asr_final_latency.observe(0.3);
+        let text = m.render();
+        assert_eq!(read_sample(&text, "asrgw_rtp_packets_total"), Some(5.0));
+        assert_eq!(
+            read_sample(&text, "asrgw_rtp_malformed_total{reason=\"too_short\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            read_sample(&text, "asrgw_asr_final_latency_seconds_bucket{le=\"0.25\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            read_sample(&text, "asrgw_asr_final_latency_seconds_bucket{le=\"0.5\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            read_sample(&text, "asrgw_asr_final_latency_seconds_count"),
+            Some(1.0)
+        );
+    }
+}

@@ -1,1 +1,3 @@
-//! Control plane: HTTP API for sessions, health and metrics.
+//! Control plane: the HTTP API for sessions, health and metrics.
+
+pub mod http;

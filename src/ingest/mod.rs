@@ -1,1 +1,5 @@
-//! Media ingest: the UDP RTP port pool and per-session tasks.
+//! Media ingest: the UDP RTP port pool, per-session tasks and the session manager.
+
+pub mod manager;
+pub mod ports;
+pub mod rtp_udp;

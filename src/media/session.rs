@@ -1,1 +1,641 @@
 //! The per-call state machine gluing RTP, jitter, decode, resample and VAD; time is an argument.
+//!
+//! Inputs: `handle_rtp`, `handle_asr`, `handle_timeout`, `handle_close`. Outputs: drain
+//! `poll_output` until it returns `Output::Timeout`, then call `handle_timeout` at that instant.
+//! All audio after decoding is mono i16 at the engine rate; media time (every `*_ms`) counts
+//! engine-rate samples since the first packet, plus pauses the sender signalled.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::asr::types::{AsrAudio, AsrControl, AsrUpdate, UtteranceId};
+use crate::config::AsrMode;
+use crate::events::model::{
+    EndCause, EventBody, SessionEvent, SpeechEndCause, StreamStats, WordTiming,
+};
+use crate::media::codec::{CodecError, CodecKind, Decoder, PayloadTypeMap};
+use crate::media::jitter::{JitterBuffer, JitterConfig, JitterOutput, MediaPacket};
+use crate::media::resample::{ResampleError, Resampler};
+use crate::media::rtp::{self, RtpError};
+use crate::media::vad::{EndReason, FrameVerdict, Segmenter, VadConfig, VadError};
+
+/// Call mode streams the whole call as stream 0.
+const CALL_STREAM: UtteranceId = 0;
+/// When nothing is scheduled, wake at least this often.
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub mode: AsrMode,
+    /// Rate the engine receives, Hz.
+    pub engine_rate: u32,
+    /// Audio per `AsrAudio`, ms.
+    pub chunk_ms: u32,
+    pub interim_results: bool,
+    pub vad: VadConfig,
+    pub payload_types: PayloadTypeMap,
+    pub jitter_holdback: Duration,
+    pub jitter_max_packets: usize,
+    /// End after this long without a packet; None = only when the owner says so.
+    pub idle_timeout: Option<Duration>,
+    /// After closing, how long to wait for outstanding finals before `asr.session.ended`.
+    pub final_timeout: Duration,
+    /// For `asr.session.started`.
+    pub transport: &'static str,
+    pub local_addr: String,
+}
+
+/// Why an input was not used. The session carries on after every one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("malformed RTP: {0}")]
+    Rtp(#[from] RtpError),
+    #[error("payload type {0} is not in the payload-type map")]
+    UnknownPayloadType(u8),
+    #[error("undecodable payload: {0}")]
+    Codec(#[from] CodecError),
+    #[error("cannot set up the media pipeline: {0}")]
+    Resample(#[from] ResampleError),
+    #[error("cannot set up VAD: {0}")]
+    Vad(#[from] VadError),
+    #[error("session already closed")]
+    Closed,
+}
+
+impl InputError {
+    /// Stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InputError::Rtp(e) => e.reason(),
+            InputError::UnknownPayloadType(_) => "unknown_payload_type",
+            InputError::Codec(_) => "undecodable",
+            InputError::Resample(_) => "resampler",
+            InputError::Vad(_) => "vad",
+            InputError::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    AsrAudio(AsrAudio),
+    AsrControl(AsrControl),
+    Event(SessionEvent),
+    /// Nothing more to do until this instant: call `handle_timeout` then.
+    Timeout(Instant),
+}
+
+/// Decoding state, set up by the first packet of a known payload type.
+struct Pipeline {
+    payload_type: u8,
+    codec: CodecKind,
+    decoder: Decoder,
+    resampler: Resampler,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Utterance {
+    id: UtteranceId,
+    start_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Closing { deadline: Instant, cause: EndCause },
+    Closed,
+}
+
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    outputs: VecDeque<Output>,
+    last_packet_at: Instant,
+    jitter: Option<JitterBuffer>,
+    pipeline: Option<Pipeline>,
+    segmenter: Segmenter,
+    /// Engine-rate samples that passed through the segmenter, plus signalled pauses.
+    media_samples: u64,
+    /// Scratch buffers reused for every packet.
+    decoded: Vec<i16>,
+    resampled: Vec<i16>,
+    held: Vec<i16>,
+    chunk: Vec<i16>,
+    chunk_offset_ms: u64,
+    chunk_samples: usize,
+    next_utterance: UtteranceId,
+    current: Option<Utterance>,
+    call_stream_open: bool,
+    /// Streams begun and not yet closed or failed by the engine.
+    open_streams: BTreeMap<UtteranceId, ()>,
+    /// When each utterance's speech ended, for final latency.
+    speech_ended_at: BTreeMap<UtteranceId, Instant>,
+    stats: StreamStats,
+    utterances: u32,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig, now: Instant) -> Result<Self, InputError> {
+        let segmenter = Segmenter::new(config.vad, config.engine_rate)?;
+        let chunk_samples = (config.engine_rate as usize * config.chunk_ms as usize / 1000).max(1);
+        let mut outputs = VecDeque::new();
+        outputs.push_back(Output::Event(SessionEvent {
+            offset_ms: 0,
+            body: EventBody::SessionStarted {
+                transport: config.transport,
+                local_addr: config.local_addr.clone(),
+                engine_sample_rate: config.engine_rate,
+                mode: config.mode.name(),
+            },
+        }));
+        Ok(Self {
+            phase: Phase::Open,
+            outputs,
+            last_packet_at: now,
+            jitter: None,
+            pipeline: None,
+            segmenter,
+            media_samples: 0,
+            decoded: Vec::with_capacity(1920),
+            resampled: Vec::with_capacity(1920),
+            held: Vec::new(),
+            chunk: Vec::with_capacity(chunk_samples),
+            chunk_offset_ms: 0,
+            chunk_samples,
+            next_utterance: 1,
+            current: None,
+            call_stream_open: false,
+            open_streams: BTreeMap::new(),
+            speech_ended_at: BTreeMap::new(),
+            stats: StreamStats::default(),
+            utterances: 0,
+            config,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Receive statistics so far.
+    pub fn stats(&self) -> StreamStats {
+        let mut stats = self.stats;
+        if let Some(jitter) = &self.jitter {
+            let j = jitter.stats();
+            stats.received = j.received;
+            stats.lost = j.lost;
+            stats.late = j.late;
+            stats.duplicate = j.duplicate;
+            stats.reordered = j.reordered;
+            stats.jitter_ms = jitter.jitter_ms();
+        }
+        stats
+    }
+
+    /// A datagram from a source other than the session's was ignored by the shell.
+    pub fn note_foreign_source(&mut self) {
+        self.stats.foreign_source += 1;
+    }
+
+    /// One datagram as received. Errors are counted in `stats()`; the session carries on.
+    pub fn handle_rtp(&mut self, now: Instant, datagram: &[u8]) -> Result<(), InputError> {
+        if self.phase != Phase::Open {
+            return Err(InputError::Closed);
+        }
+        let packet = match rtp::parse(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(e.into());
+            }
+        };
+        let pt = packet.header.payload_type;
+        let Some(codec) = self.config.payload_types.get(pt) else {
+            self.stats.undecodable += 1;
+            return Err(InputError::UnknownPayloadType(pt));
+        };
+        self.last_packet_at = now;
+        if self.jitter.is_none() {
+            self.jitter = Some(JitterBuffer::new(JitterConfig {
+                holdback: self.config.jitter_holdback,
+                clock_rate: codec.clock_rate(),
+                max_packets: self.config.jitter_max_packets,
+            }));
+        }
+        let jitter = self.jitter.as_mut().expect("set above");
+        jitter.push(now, &packet.header, packet.payload);
+        self.drain_jitter(now, false)
+    }
+
+    pub fn handle_asr(&mut self, now: Instant, update: AsrUpdate) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        match update {
+            AsrUpdate::Result(h) => {
+                let body = if h.is_final {
+                    let latency_ms = self
+                        .speech_ended_at
+                        .remove(&h.utterance)
+                        .map(|at| now.saturating_duration_since(at).as_millis() as u64);
+                    EventBody::TranscriptFinal {
+                        utterance: h.utterance,
+                        text: h.text,
+                        confidence: h.confidence,
+                        words: h.words.iter().map(WordTiming::from).collect(),
+                        start_ms: h.start_ms,
+                        end_ms: h.end_ms,
+                        latency_ms,
+                    }
+                } else if self.config.interim_results {
+                    EventBody::TranscriptPartial {
+                        utterance: h.utterance,
+                        text: h.text,
+                        confidence: h.confidence,
+                        start_ms: h.start_ms,
+                        end_ms: h.end_ms,
+                    }
+                } else {
+                    return;
+                };
+                self.emit(body);
+            }
+            AsrUpdate::Failed { stream, failure } => {
+                self.stream_done(stream);
+                if stream == CALL_STREAM && self.config.mode == AsrMode::Call {
+                    self.call_stream_open = false;
+                }
+                self.emit(EventBody::Error {
+                    code: failure.code(),
+                    message: failure.to_string(),
+                    utterance: (stream != CALL_STREAM).then_some(stream),
+                });
+            }
+            AsrUpdate::Closed { stream } => self.stream_done(stream),
+        }
+        self.maybe_finish(now);
+    }
+
+    /// Timers: jitter holdback, idle timeout, final wait.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Open => {
+                let _ = self.drain_jitter(now, false);
+                if let Some(idle) = self.config.idle_timeout {
+                    if now >= self.last_packet_at + idle {
+                        self.handle_close(now, EndCause::IdleTimeout);
+                    }
+                }
+            }
+            Phase::Closing { deadline, .. } if now >= deadline => {
+                let pending: Vec<_> = self.open_streams.keys().copied().collect();
+                for stream in pending {
+                    self.emit(EventBody::Error {
+                        code: "asr_timeout",
+                        message: format!(
+                            "no final result within {:?} of the session ending",
+                            self.config.final_timeout
+                        ),
+                        utterance: (stream != CALL_STREAM).then_some(stream),
+                    });
+                }
+                self.open_streams.clear();
+                self.maybe_finish(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The owner ends the session: flush media, end any utterance, wait for finals.
+    pub fn handle_close(&mut self, now: Instant, cause: EndCause) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let _ = self.drain_jitter(now, true);
+        if let Some(end_sample) = self.segmenter.finish() {
+            self.end_utterance(now, end_sample, SpeechEndCause::SessionEnd);
+        }
+        if self.call_stream_open {
+            self.flush_chunk(CALL_STREAM);
+            self.push(Output::AsrControl(AsrControl::End {
+                stream: CALL_STREAM,
+            }));
+            self.call_stream_open = false;
+        }
+        self.phase = Phase::Closing {
+            deadline: now + self.config.final_timeout,
+            cause,
+        };
+        self.maybe_finish(now);
+    }
+
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(out) = self.outputs.pop_front() {
+            return out;
+        }
+        Output::Timeout(self.next_deadline())
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.last_packet_at + IDLE_WAKE;
+        match self.phase {
+            Phase::Open => {
+                if let Some(idle) = self.config.idle_timeout {
+                    deadline = deadline.min(self.last_packet_at + idle);
+                }
+                if let Some(t) = self.jitter.as_ref().and_then(|j| j.poll_timeout()) {
+                    deadline = deadline.min(t);
+                }
+            }
+            Phase::Closing { deadline: d, .. } => deadline = d,
+            Phase::Closed => {}
+        }
+        deadline
+    }
+
+    fn drain_jitter(&mut self, now: Instant, flush: bool) -> Result<(), InputError> {
+        let mut result = Ok(());
+        loop {
+            let Some(jitter) = self.jitter.as_mut() else {
+                return result;
+            };
+            let next = if flush {
+                jitter.flush()
+            } else {
+                jitter.poll(now)
+            };
+            let Some(out) = next else { return result };
+            let step = match out {
+                JitterOutput::Packet(packet) => self.handle_packet(now, packet),
+                JitterOutput::Lost { duration_ts, .. } => {
+                    self.conceal(now, duration_ts);
+                    Ok(())
+                }
+                JitterOutput::Talkspurt { skipped_ts } => {
+                    self.skip(now, skipped_ts);
+                    Ok(())
+                }
+                JitterOutput::NewStream { .. } => {
+                    // A new SSRC has fresh codec state; keep the resampler's history.
+                    if let Some(p) = self.pipeline.as_mut() {
+                        p.decoder = Decoder::new(p.codec)?;
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                result = Err(e);
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, packet: MediaPacket) -> Result<(), InputError> {
+        let pt = packet.payload_type;
+        let Some(codec) = self.config.payload_types.get(pt) else {
+            self.stats.undecodable += 1;
+            return Err(InputError::UnknownPayloadType(pt));
+        };
+        if codec == CodecKind::TelephoneEvent {
+            return Ok(());
+        }
+        if self.pipeline.as_ref().map(|p| p.payload_type) != Some(pt) {
+            self.pipeline = Some(self.build_pipeline(pt, codec)?);
+        }
+        let pipeline = self.pipeline.as_mut().expect("set above");
+        self.decoded.clear();
+        if let Err(e) = pipeline.decoder.decode(&packet.payload, &mut self.decoded) {
+            self.stats.undecodable += 1;
+            return Err(e.into());
+        }
+        pipeline
+            .resampler
+            .process(&self.decoded, &mut self.resampled);
+        self.run_frames(now);
+        Ok(())
+    }
+
+    fn build_pipeline(
+        &mut self,
+        payload_type: u8,
+        codec: CodecKind,
+    ) -> Result<Pipeline, InputError> {
+        let decoder = Decoder::new(codec)?;
+        let resampler = Resampler::new(decoder.sample_rate(), self.config.engine_rate)?;
+        Ok(Pipeline {
+            payload_type,
+            codec,
+            decoder,
+            resampler,
+        })
+    }
+
+    /// Lost packets: concealment keeps media time aligned.
+    fn conceal(&mut self, now: Instant, duration_ts: u64) {
+        let Some(p) = self.pipeline.as_mut() else {
+            return;
+        };
+        let samples = duration_ts * p.decoder.sample_rate() as u64 / p.codec.clock_rate() as u64;
+        self.decoded.clear();
+        p.decoder.conceal(samples as usize, &mut self.decoded);
+        p.resampler.process(&self.decoded, &mut self.resampled);
+        self.run_frames(now);
+    }
+
+    /// The sender paused (marker + timestamp jump): silence passed without packets.
+    fn skip(&mut self, now: Instant, skipped_ts: u64) {
+        let Some(p) = self.pipeline.as_ref() else {
+            return;
+        };
+        let samples = skipped_ts * self.config.engine_rate as u64 / p.codec.clock_rate() as u64;
+        self.media_samples += samples;
+        if let Some(FrameVerdict::Ended { end_sample, reason }) = self.segmenter.skip(samples) {
+            self.end_utterance(now, end_sample, end_cause(reason));
+        }
+    }
+
+    /// Cut engine-rate audio into VAD frames and act on each verdict.
+    fn run_frames(&mut self, now: Instant) {
+        let frame_len = self.segmenter.frame_len();
+        let pcm = std::mem::take(&mut self.resampled);
+        let mut consumed = 0;
+        while pcm.len() - consumed >= frame_len {
+            let frame = &pcm[consumed..consumed + frame_len];
+            consumed += frame_len;
+            self.run_frame(now, frame);
+        }
+        self.resampled = pcm;
+        self.resampled.drain(..consumed);
+    }
+
+    fn run_frame(&mut self, now: Instant, frame: &[i16]) {
+        let frame_start_ms = self.ms(self.media_samples);
+        self.media_samples += frame.len() as u64;
+        if self.config.mode == AsrMode::Call && !self.call_stream_open {
+            self.call_stream_open = true;
+            self.open_streams.insert(CALL_STREAM, ());
+            self.push(Output::AsrControl(AsrControl::Begin {
+                stream: CALL_STREAM,
+                offset_ms: frame_start_ms,
+            }));
+        }
+        let verdict = match self.segmenter.push_frame(frame) {
+            Ok(v) => v,
+            Err(e) => {
+                // Frame length is ours to get right; this is a bug, not bad input.
+                debug_assert!(false, "segmenter rejected a frame: {e}");
+                return;
+            }
+        };
+        let stream = match self.config.mode {
+            AsrMode::Call => CALL_STREAM,
+            AsrMode::Utterance => self.current.map(|u| u.id).unwrap_or(CALL_STREAM),
+        };
+        match verdict {
+            FrameVerdict::Idle | FrameVerdict::Pending => {
+                if self.config.mode == AsrMode::Call {
+                    self.forward(CALL_STREAM, frame_start_ms, frame);
+                }
+            }
+            FrameVerdict::Started { start_sample } => {
+                let id = self.next_utterance;
+                self.next_utterance += 1;
+                self.utterances += 1;
+                let start_ms = self.ms(start_sample);
+                self.current = Some(Utterance { id, start_ms });
+                self.emit(EventBody::SpeechStarted {
+                    utterance: id,
+                    start_ms,
+                });
+                self.held.clear();
+                self.segmenter.drain_held(&mut self.held);
+                match self.config.mode {
+                    AsrMode::Utterance => {
+                        self.open_streams.insert(id, ());
+                        self.push(Output::AsrControl(AsrControl::Begin {
+                            stream: id,
+                            offset_ms: start_ms,
+                        }));
+                        let held = std::mem::take(&mut self.held);
+                        self.forward(id, start_ms, &held);
+                        self.held = held;
+                    }
+                    // Call mode already forwarded the held frames as they came.
+                    AsrMode::Call => self.forward(CALL_STREAM, frame_start_ms, frame),
+                }
+            }
+            FrameVerdict::InSpeech => self.forward(stream, frame_start_ms, frame),
+            FrameVerdict::Ended { end_sample, reason } => {
+                self.forward(stream, frame_start_ms, frame);
+                self.end_utterance(now, end_sample, end_cause(reason));
+            }
+        }
+    }
+
+    fn end_utterance(&mut self, now: Instant, end_sample: u64, cause: SpeechEndCause) {
+        let Some(utterance) = self.current.take() else {
+            return;
+        };
+        let end_ms = self.ms(end_sample);
+        self.speech_ended_at.insert(utterance.id, now);
+        match self.config.mode {
+            AsrMode::Utterance => {
+                self.flush_chunk(utterance.id);
+                self.push(Output::AsrControl(AsrControl::End {
+                    stream: utterance.id,
+                }));
+            }
+            AsrMode::Call => {
+                self.flush_chunk(CALL_STREAM);
+                self.push(Output::AsrControl(AsrControl::EndOfSpeech {
+                    stream: CALL_STREAM,
+                    utterance: utterance.id,
+                    offset_ms: end_ms,
+                }));
+            }
+        }
+        self.emit(EventBody::SpeechEnded {
+            utterance: utterance.id,
+            start_ms: utterance.start_ms,
+            end_ms,
+            cause,
+        });
+    }
+
+    /// Append audio for `stream`, emitting full chunks.
+    fn forward(&mut self, stream: UtteranceId, offset_ms: u64, mut samples: &[i16]) {
+        if self.chunk.is_empty() {
+            self.chunk_offset_ms = offset_ms;
+        }
+        while !samples.is_empty() {
+            let room = self.chunk_samples - self.chunk.len();
+            let take = room.min(samples.len());
+            self.chunk.extend_from_slice(&samples[..take]);
+            samples = &samples[take..];
+            if self.chunk.len() == self.chunk_samples {
+                self.flush_chunk(stream);
+                self.chunk_offset_ms = offset_ms;
+            }
+        }
+    }
+
+    fn flush_chunk(&mut self, stream: UtteranceId) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let samples = std::mem::replace(&mut self.chunk, Vec::with_capacity(self.chunk_samples));
+        let offset_ms = self.chunk_offset_ms;
+        self.chunk_offset_ms += samples.len() as u64 * 1000 / self.config.engine_rate as u64;
+        self.push(Output::AsrAudio(AsrAudio {
+            stream,
+            offset_ms,
+            samples,
+        }));
+    }
+
+    fn stream_done(&mut self, stream: UtteranceId) {
+        self.open_streams.remove(&stream);
+    }
+
+    /// In Closing, emit `asr.session.ended` once every stream is done.
+    fn maybe_finish(&mut self, _now: Instant) {
+        let Phase::Closing { cause, .. } = self.phase else {
+            return;
+        };
+        if !self.open_streams.is_empty() {
+            return;
+        }
+        let body = EventBody::SessionEnded {
+            cause,
+            duration_ms: self.ms(self.media_samples),
+            codec: self.pipeline.as_ref().map(|p| p.codec.name()),
+            payload_type: self.pipeline.as_ref().map(|p| p.payload_type),
+            utterances: self.utterances,
+            stats: self.stats(),
+        };
+        self.emit(body);
+        self.phase = Phase::Closed;
+    }
+
+    fn emit(&mut self, body: EventBody) {
+        let offset_ms = self.ms(self.media_samples);
+        self.push(Output::Event(SessionEvent { offset_ms, body }));
+    }
+
+    fn push(&mut self, out: Output) {
+        self.outputs.push_back(out);
+    }
+
+    fn ms(&self, samples: u64) -> u64 {
+        samples * 1000 / self.config.engine_rate as u64
+    }
+}
+
+fn end_cause(reason: EndReason) -> SpeechEndCause {
+    match reason {
+        EndReason::Silence => SpeechEndCause::Silence,
+        EndReason::MaxLength => SpeechEndCause::MaxLength,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the gateway needs to build and run its demo and tests on Debian.
+# As root it installs missing apt packages itself; otherwise it prints the exact command.
+# Then it fetches the embedded engine's model (scripts/fetch-model.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-or-check -> Debian package
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have cmake || need+=(cmake)
+have g++ || need+=(g++)
+have make || need+=(make)
+have pkg-config || need+=(pkg-config)
+{ have pkg-config && pkg-config --exists opus; } || need+=(libopus-dev)
+have ffmpeg || need+=(ffmpeg)
+have python3 || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
+    echo "setup: installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing packages. Install them, then run this again:" >&2
+    echo "  sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+./scripts/fetch-model.sh

@@ -1,0 +1,287 @@
+//! The session manager: reserves a port per call, starts its task and ASR stream, ends it on request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
+
+use crate::asr::client::AsrClient;
+use crate::asr::types::StreamOptions;
+use crate::config::Config;
+use crate::events::model::EndCause;
+use crate::events::publisher::Publisher;
+use crate::ingest::ports::PortPool;
+use crate::ingest::rtp_udp::{self, SessionContext};
+use crate::media::session::{InputError, Session, SessionConfig};
+use crate::metrics::Metrics;
+
+/// Longest call id accepted; ids travel in routing keys and subjects.
+const MAX_CALL_ID: usize = 128;
+
+/// What call logic asks for when reserving a port. Unset options take the config's values.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub call_id: String,
+    pub language: Option<String>,
+    pub interim_results: Option<bool>,
+    pub hints: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub call_id: String,
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("call_id {0:?} is invalid: use 1 to 128 characters from A-Z a-z 0-9 . _ - :")]
+    InvalidCallId(String),
+    #[error("no free RTP port in {min}..={max}")]
+    NoFreePort { min: u16, max: u16 },
+    #[error("no session {0}")]
+    NotFound(String),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("cannot start the session: {0}")]
+    Session(#[from] InputError),
+}
+
+struct Entry {
+    stop: mpsc::Sender<EndCause>,
+}
+
+pub struct SessionManager {
+    config: Arc<Config>,
+    ports: PortPool,
+    sessions: Mutex<HashMap<String, Entry>>,
+    ended: Notify,
+    asr: AsrClient,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    source: Arc<str>,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl SessionManager {
+    pub fn new(
+        config: Arc<Config>,
+        asr: AsrClient,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let ports = PortPool::new(config.server.rtp_port_min, config.server.rtp_port_max);
+        metrics.ports_free.set(ports.free() as i64);
+        Arc::new(Self {
+            source: config.event_source().into(),
+            config,
+            ports,
+            sessions: Mutex::new(HashMap::new()),
+            ended: Notify::new(),
+            asr,
+            publisher,
+            metrics,
+            closing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Reserve a port, bind it and start the session. The first source to send to it owns it.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: SessionRequest,
+    ) -> Result<SessionInfo, ManagerError> {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ManagerError::ShuttingDown);
+        }
+        validate_call_id(&request.call_id)?;
+        let (socket, port) = self.bind_free_port().await?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let local_addr = SocketAddr::new(self.config.server.rtp_bind, port).to_string();
+        let session = match Session::new(self.session_config(&request, local_addr), Instant::now())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(port);
+                return Err(e.into());
+            }
+        };
+        let (asr_tx, asr_requests) = mpsc::channel(self.config.session.asr_queue);
+        let (asr_updates, asr_rx) = mpsc::channel(64);
+        let options = StreamOptions {
+            session_id: session_id.clone(),
+            call_id: request.call_id.clone(),
+            sample_rate: self.config.asr.sample_rate,
+            language: request
+                .language
+                .clone()
+                .unwrap_or_else(|| self.config.asr.language.clone()),
+            interim_results: request
+                .interim_results
+                .unwrap_or(self.config.asr.interim_results),
+            hints: request
+                .hints
+                .clone()
+                .unwrap_or_else(|| self.config.asr.hints.clone()),
+        };
+        self.asr.spawn_session(options, asr_requests, asr_updates);
+        let (stop, stop_rx) = mpsc::channel(2);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(session_id.clone(), Entry { stop });
+        self.metrics.sessions_started.inc();
+        self.metrics.sessions_active.add(1);
+        let ctx = SessionContext {
+            session_id: session_id.clone().into(),
+            call_id: request.call_id.clone().into(),
+            source: self.source.clone(),
+            publisher: self.publisher.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let manager = self.clone();
+        let id = session_id.clone();
+        tokio::spawn(async move {
+            rtp_udp::run(socket, session, ctx, asr_tx, asr_rx, stop_rx).await;
+            manager
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            manager.release(port);
+            manager.metrics.sessions_active.add(-1);
+            manager.ended.notify_waiters();
+        });
+        Ok(SessionInfo {
+            session_id,
+            call_id: request.call_id,
+            port,
+        })
+    }
+
+    /// Ask a session to end; it emits `asr.session.ended` once its finals are in.
+    pub fn stop(&self, session_id: &str, cause: EndCause) -> Result<(), ManagerError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = sessions
+            .get(session_id)
+            .ok_or_else(|| ManagerError::NotFound(session_id.into()))?;
+        // A full or closed channel means the session is already ending.
+        let _ = entry.stop.try_send(cause);
+        Ok(())
+    }
+
+    pub fn active(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// End every session and wait (up to `timeout`) for their last events.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let ids: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            let _ = self.stop(&id, EndCause::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.active() > 0 {
+            let ended = self.ended.notified();
+            if self.active() == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                break;
+            }
+        }
+        let left = self.active();
+        if left > 0 {
+            tracing::error!(
+                sessions = left,
+                "shutdown timed out with sessions still open"
+            );
+        }
+    }
+
+    async fn bind_free_port(&self) -> Result<(UdpSocket, u16), ManagerError> {
+        let range = self.ports.free();
+        for _ in 0..range {
+            let Some(port) = self.ports.take() else { break };
+            match UdpSocket::bind(SocketAddr::new(self.config.server.rtp_bind, port)).await {
+                Ok(socket) => {
+                    self.metrics.ports_free.set(self.ports.free() as i64);
+                    return Ok((socket, port));
+                }
+                Err(err) => {
+                    tracing::warn!(port, error = %err, "RTP port busy outside the gateway; trying the next");
+                    self.ports.release(port);
+                }
+            }
+        }
+        self.metrics.reservations_rejected.inc();
+        Err(ManagerError::NoFreePort {
+            min: self.config.server.rtp_port_min,
+            max: self.config.server.rtp_port_max,
+        })
+    }
+
+    fn release(&self, port: u16) {
+        self.ports.release(port);
+        self.metrics.ports_free.set(self.ports.free() as i64);
+    }
+
+    fn session_config(&self, request: &SessionRequest, local_addr: String) -> SessionConfig {
+        let c = &self.config;
+        SessionConfig {
+            mode: c.asr.mode,
+            engine_rate: c.asr.sample_rate,
+            chunk_ms: c.asr.chunk_ms,
+            interim_results: request.interim_results.unwrap_or(c.asr.interim_results),
+            vad: c.vad(),
+            payload_types: c.payload_map().expect("validated at load"),
+            jitter_holdback: Duration::from_millis(c.session.jitter_holdback_ms),
+            jitter_max_packets: c.session.jitter_max_packets,
+            idle_timeout: c.idle_timeout(),
+            // The client reports its own timeout first; this is the backstop.
+            final_timeout: Duration::from_millis(c.asr.final_timeout_ms) + Duration::from_secs(2),
+            transport: "rtp",
+            local_addr,
+        }
+    }
+}
+
+fn validate_call_id(call_id: &str) -> Result<(), ManagerError> {
+    let ok = !call_id.is_empty()
+        && call_id.len() <= MAX_CALL_ID
+        && call_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManagerError::InvalidCallId(call_id.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_checked() {
+        assert!(validate_call_id("1795334591.22").is_ok());
+        assert!(validate_call_id("call:abc-1_2").is_ok());
+        assert!(validate_call_id("").is_err());
+        assert!(validate_call_id("a b").is_err());
+        assert!(validate_call_id("x.*.y").is_err());
+        assert!(validate_call_id(&"a".repeat(129)).is_err());
+    }
+}

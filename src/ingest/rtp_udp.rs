@@ -1,0 +1,159 @@
+//! One tokio task per RTP session: owns the UDP socket and the `Session`, feeds it, routes its outputs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::asr::types::{AsrFailure, AsrRequest, AsrUpdate, UtteranceId};
+use crate::events::model::{EndCause, Event, EventBody, SessionEvent, StreamStats};
+use crate::events::publisher::Publisher;
+use crate::media::session::{Output, Session};
+use crate::metrics::Metrics;
+
+/// Largest datagram read; RTP from Asterisk is a few hundred bytes.
+const MAX_DATAGRAM: usize = 2048;
+/// Log at most one warning per cause this often per session.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Names and sinks shared by a session task.
+pub struct SessionContext {
+    pub session_id: Arc<str>,
+    pub call_id: Arc<str>,
+    pub source: Arc<str>,
+    pub publisher: Publisher,
+    pub metrics: Arc<Metrics>,
+}
+
+impl SessionContext {
+    fn publish(&self, event: SessionEvent) {
+        if let EventBody::TranscriptFinal {
+            latency_ms: Some(ms),
+            ..
+        } = &event.body
+        {
+            self.metrics.asr_final_latency.observe(*ms as f64 / 1000.0);
+        }
+        if let EventBody::Error { code, .. } = &event.body {
+            self.metrics.asr_errors.inc(code);
+        }
+        self.publisher.publish(Event::stamp(
+            self.source.clone(),
+            self.session_id.clone(),
+            self.call_id.clone(),
+            event,
+            chrono::Utc::now(),
+        ));
+    }
+}
+
+/// Run until the session has closed and emitted `asr.session.ended`.
+pub async fn run(
+    socket: UdpSocket,
+    mut session: Session,
+    ctx: SessionContext,
+    asr_tx: mpsc::Sender<AsrRequest>,
+    mut asr_rx: mpsc::Receiver<AsrUpdate>,
+    mut stop_rx: mpsc::Receiver<EndCause>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut source: Option<SocketAddr> = None;
+    let mut counted = StreamStats::default();
+    let mut last_warning: Option<Instant> = None;
+    let mut backpressured: Option<UtteranceId> = None;
+    let mut asr_tx = Some(asr_tx);
+    let mut stop_open = true;
+    let mut asr_open = true;
+
+    loop {
+        let deadline = loop {
+            match session.poll_output() {
+                Output::Timeout(at) => break at,
+                Output::Event(event) => ctx.publish(event),
+                Output::AsrAudio(audio) => {
+                    let stream = audio.stream;
+                    let Some(tx) = asr_tx.as_ref() else { continue };
+                    if tx.try_send(AsrRequest::Audio(audio)).is_err() {
+                        ctx.metrics.asr_audio_dropped.inc();
+                        if backpressured != Some(stream) {
+                            backpressured = Some(stream);
+                            let failure = AsrFailure::Backpressure { stream };
+                            session
+                                .handle_asr(Instant::now(), AsrUpdate::Failed { stream, failure });
+                        }
+                    }
+                }
+                Output::AsrControl(control) => {
+                    // Control is rare and must not be lost: wait for room.
+                    if let Some(tx) = asr_tx.as_ref() {
+                        if tx.send(AsrRequest::Control(control)).await.is_err() {
+                            asr_tx = None;
+                        }
+                    }
+                }
+            }
+        };
+        sync_metrics(&ctx.metrics, &session.stats(), &mut counted);
+        if session.is_closed() {
+            break;
+        }
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, from)) => {
+                    if source.is_some_and(|s| s != from) {
+                        session.note_foreign_source();
+                        ctx.metrics.rtp_foreign_source.inc();
+                        continue;
+                    }
+                    match session.handle_rtp(Instant::now(), &buf[..len]) {
+                        Ok(()) => {
+                            // The first source to send valid RTP owns the port.
+                            source.get_or_insert(from);
+                            ctx.metrics.rtp_packets.inc();
+                            ctx.metrics.rtp_bytes.add(len as u64);
+                        }
+                        Err(err) => {
+                            let reason = err.reason();
+                            if matches!(err, crate::media::session::InputError::Rtp(_)) {
+                                ctx.metrics.rtp_malformed.inc(reason);
+                            } else {
+                                ctx.metrics.rtp_undecodable.inc();
+                            }
+                            if last_warning.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                                last_warning = Some(Instant::now());
+                                tracing::warn!(session = %ctx.session_id, %from, error = %err, "datagram not used");
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(session = %ctx.session_id, error = %err, "RTP socket receive failed"),
+            },
+            update = asr_rx.recv(), if asr_open => match update {
+                Some(update) => session.handle_asr(Instant::now(), update),
+                // The client task ended: nothing more will come. The close deadline decides.
+                None => asr_open = false,
+            },
+            cause = stop_rx.recv(), if stop_open => match cause {
+                Some(cause) => session.handle_close(Instant::now(), cause),
+                None => stop_open = false,
+            },
+            () = sleep => session.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// Add what changed in a session's stats to the process counters.
+fn sync_metrics(metrics: &Metrics, now: &StreamStats, counted: &mut StreamStats) {
+    metrics.rtp_lost.add(now.lost.saturating_sub(counted.lost));
+    metrics.rtp_late.add(now.late.saturating_sub(counted.late));
+    metrics
+        .rtp_duplicate
+        .add(now.duplicate.saturating_sub(counted.duplicate));
+    metrics
+        .rtp_reordered
+        .add(now.reordered.saturating_sub(counted.reordered));
+    *counted = *now;
+}

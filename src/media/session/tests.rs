@@ -1,0 +1,470 @@
+//! Session state machine tests: real fixture speech packetized as Asterisk sends it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::asr::types::{AsrFailure, Hypothesis};
+use crate::sender::{self, SendOptions};
+
+const PTIME: Duration = Duration::from_millis(20);
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn config(mode: AsrMode) -> SessionConfig {
+    SessionConfig {
+        mode,
+        engine_rate: 16000,
+        chunk_ms: 100,
+        interim_results: true,
+        vad: VadConfig::default(),
+        payload_types: PayloadTypeMap::default(),
+        jitter_holdback: Duration::from_millis(60),
+        jitter_max_packets: 64,
+        idle_timeout: Some(Duration::from_secs(30)),
+        final_timeout: Duration::from_secs(5),
+        transport: "rtp",
+        local_addr: "127.0.0.1:40000".into(),
+    }
+}
+
+fn packets(file: &str, options: &SendOptions) -> Vec<Vec<u8>> {
+    let (samples, rate) = sender::read_wav(&fixture(file)).expect("fixture readable");
+    sender::packetize(&samples, rate, options, 0x1234_5678, 65_500).expect("packetize")
+}
+
+/// Feed packets 20 ms apart; returns every output drained along the way and the last `now`.
+fn feed(session: &mut Session, start: Instant, packets: &[Vec<u8>]) -> (Vec<Output>, Instant) {
+    let mut outputs = Vec::new();
+    let mut now = start;
+    for p in packets {
+        session.handle_rtp(now, p).expect("valid packet");
+        drain(session, &mut outputs);
+        now += PTIME;
+    }
+    (outputs, now)
+}
+
+fn drain(session: &mut Session, into: &mut Vec<Output>) {
+    loop {
+        match session.poll_output() {
+            Output::Timeout(_) => return,
+            other => into.push(other),
+        }
+    }
+}
+
+fn events(outputs: &[Output]) -> Vec<&EventBody> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(&e.body),
+            _ => None,
+        })
+        .collect()
+}
+
+fn controls(outputs: &[Output]) -> Vec<&AsrControl> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::AsrControl(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn audio_samples(outputs: &[Output], stream: UtteranceId) -> usize {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::AsrAudio(a) if a.stream == stream => Some(a.samples.len()),
+            _ => None,
+        })
+        .sum()
+}
+
+fn final_for(utterance: UtteranceId, text: &str) -> AsrUpdate {
+    AsrUpdate::Result(Hypothesis {
+        stream: utterance,
+        utterance,
+        is_final: true,
+        text: text.into(),
+        confidence: 0.9,
+        words: vec![],
+        start_ms: 0,
+        end_ms: 0,
+    })
+}
+
+#[test]
+fn two_phrases_become_two_utterances_with_preroll() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let (out, _) = feed(
+        &mut s,
+        t0,
+        &packets("two-phrases.wav", &SendOptions::pcmu()),
+    );
+    let evs = events(&out);
+    assert!(matches!(
+        evs[0],
+        EventBody::SessionStarted {
+            transport: "rtp",
+            ..
+        }
+    ));
+    let starts: Vec<_> = evs
+        .iter()
+        .filter(|e| matches!(e, EventBody::SpeechStarted { .. }))
+        .collect();
+    let ends: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::SpeechEnded {
+                utterance,
+                start_ms,
+                end_ms,
+                cause,
+            } => Some((*utterance, *start_ms, *end_ms, *cause)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "events: {evs:?}");
+    assert_eq!(ends.len(), 2, "events: {evs:?}");
+    assert!(ends.iter().all(|e| e.3 == SpeechEndCause::Silence));
+    assert!(ends[0].2 <= ends[1].1, "utterances overlap: {ends:?}");
+    let ctl = controls(&out);
+    assert_eq!(
+        ctl[0],
+        &AsrControl::Begin {
+            stream: 1,
+            offset_ms: ends[0].1
+        }
+    );
+    assert!(ctl.contains(&&AsrControl::End { stream: 1 }));
+    assert!(ctl.contains(&&AsrControl::End { stream: 2 }));
+    // Every sample of an utterance reaches the engine, pre-roll included.
+    for (id, start_ms, end_ms, _) in &ends {
+        let expected = (end_ms - start_ms) as usize * 16;
+        let got = audio_samples(&out, *id);
+        assert!(
+            got.abs_diff(expected) <= 320,
+            "utterance {id}: {got} samples for {start_ms}..{end_ms} ms"
+        );
+    }
+    // The first utterance starts with pre-roll before the speech onset, not at 0.
+    assert!(ends[0].1 > 0);
+}
+
+#[test]
+fn audio_chunks_follow_the_configured_size() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let (out, _) = feed(
+        &mut s,
+        t0,
+        &packets("yes-interested.wav", &SendOptions::pcmu()),
+    );
+    let sizes: Vec<usize> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::AsrAudio(a) => Some(a.samples.len()),
+            _ => None,
+        })
+        .collect();
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    // 100 ms at 16 kHz, except the last chunk of the utterance.
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 1600),
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn finals_become_events_then_close_ends_session() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let (_, now) = feed(
+        &mut s,
+        t0,
+        &packets("yes-interested.wav", &SendOptions::pcmu()),
+    );
+    s.handle_asr(
+        now + Duration::from_millis(700),
+        final_for(1, "yes I am interested"),
+    );
+    s.handle_asr(
+        now + Duration::from_millis(700),
+        AsrUpdate::Closed { stream: 1 },
+    );
+    s.handle_close(now + Duration::from_secs(1), EndCause::Stopped);
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    let evs = events(&out);
+    match evs[0] {
+        EventBody::TranscriptFinal {
+            utterance: 1,
+            text,
+            latency_ms: Some(latency),
+            ..
+        } => {
+            assert_eq!(text, "yes I am interested");
+            assert!(*latency >= 700, "latency counts from speech end: {latency}");
+        }
+        other => panic!("expected a final, got {other:?}"),
+    }
+    match evs.last().unwrap() {
+        EventBody::SessionEnded {
+            cause: EndCause::Stopped,
+            codec,
+            payload_type,
+            utterances,
+            stats,
+            duration_ms,
+        } => {
+            assert_eq!(codec.as_deref(), Some("pcmu"));
+            assert_eq!(*payload_type, Some(0));
+            assert_eq!(*utterances, 1);
+            assert!(stats.received > 50);
+            assert_eq!(stats.lost, 0);
+            assert!(*duration_ms > 1000);
+        }
+        other => panic!("expected session end, got {other:?}"),
+    }
+    assert!(s.is_closed());
+}
+
+#[test]
+fn close_mid_utterance_ends_speech_and_waits_for_final() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let all = packets("call-back.wav", &SendOptions::pcmu());
+    // Stop in the middle of the phrase.
+    let (_, now) = feed(&mut s, t0, &all[..all.len() / 2]);
+    s.handle_close(now, EndCause::Stopped);
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        EventBody::SpeechEnded {
+            cause: SpeechEndCause::SessionEnd,
+            ..
+        }
+    )));
+    assert!(controls(&out).contains(&&AsrControl::End { stream: 1 }));
+    assert!(!s.is_closed(), "waits for the engine");
+    // The engine never answers: the deadline ends the session with an error.
+    s.handle_timeout(now + Duration::from_secs(6));
+    out.clear();
+    drain(&mut s, &mut out);
+    let evs = events(&out);
+    assert!(
+        matches!(
+            evs[0],
+            EventBody::Error {
+                code: "asr_timeout",
+                utterance: Some(1),
+                ..
+            }
+        ),
+        "{evs:?}"
+    );
+    assert!(matches!(evs[1], EventBody::SessionEnded { .. }));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn call_mode_streams_the_whole_call_with_markers() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Call), t0).unwrap();
+    let all = packets("two-phrases.wav", &SendOptions::pcmu());
+    let (mut out, now) = feed(&mut s, t0, &all);
+    s.handle_close(now, EndCause::Stopped);
+    drain(&mut s, &mut out);
+    let ctl = controls(&out);
+    assert_eq!(
+        ctl[0],
+        &AsrControl::Begin {
+            stream: 0,
+            offset_ms: 0
+        }
+    );
+    let markers = ctl
+        .iter()
+        .filter(|c| matches!(c, AsrControl::EndOfSpeech { .. }))
+        .count();
+    assert_eq!(markers, 2, "{ctl:?}");
+    assert_eq!(ctl.last().unwrap(), &&AsrControl::End { stream: 0 });
+    // Every 20 ms of the call went to the engine, at 16 kHz.
+    let sent = audio_samples(&out, 0);
+    assert!(
+        sent.abs_diff(all.len() * 320) <= 320,
+        "{sent} samples for {} packets",
+        all.len()
+    );
+    s.handle_asr(now, final_for(1, "i would like to pay my bill"));
+    s.handle_asr(now, AsrUpdate::Closed { stream: 0 });
+    out.clear();
+    drain(&mut s, &mut out);
+    assert!(matches!(
+        events(&out)[0],
+        EventBody::TranscriptFinal { utterance: 1, .. }
+    ));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn lost_packets_are_concealed_and_counted() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let all = packets("balance.wav", &SendOptions::pcmu());
+    let mut now = t0;
+    let mut out = Vec::new();
+    for (i, p) in all.iter().enumerate() {
+        if (20..25).contains(&i) {
+            now += PTIME;
+            continue;
+        }
+        s.handle_rtp(now, p).unwrap();
+        s.handle_timeout(now);
+        drain(&mut s, &mut out);
+        now += PTIME;
+    }
+    s.handle_close(now, EndCause::Stopped);
+    drain(&mut s, &mut out);
+    let stats = s.stats();
+    assert_eq!(stats.lost, 5);
+    assert_eq!(stats.received as usize, all.len() - 5);
+    // Media time stays aligned: concealment filled the gap.
+    let ended = events(&out)
+        .into_iter()
+        .find_map(|e| match e {
+            EventBody::SpeechEnded { end_ms, .. } => Some(*end_ms),
+            _ => None,
+        })
+        .unwrap_or(0);
+    assert!(ended <= all.len() as u64 * 20);
+    assert!(
+        s.ms(s.media_samples).abs_diff(all.len() as u64 * 20) <= 20,
+        "media {} ms",
+        s.ms(s.media_samples)
+    );
+}
+
+#[test]
+fn malformed_and_unknown_payloads_are_counted_and_survived() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    assert!(matches!(
+        s.handle_rtp(t0, &[0x80, 0x00, 0x01]),
+        Err(InputError::Rtp(_))
+    ));
+    assert!(matches!(
+        s.handle_rtp(t0, &[0x40; 20]),
+        Err(InputError::Rtp(_))
+    ));
+    let mut unknown = Vec::new();
+    crate::media::rtp::RtpHeader {
+        marker: false,
+        payload_type: 99,
+        sequence: 1,
+        timestamp: 160,
+        ssrc: 9,
+    }
+    .write_to(&mut unknown);
+    unknown.extend_from_slice(&[0xFF; 160]);
+    assert!(matches!(
+        s.handle_rtp(t0, &unknown),
+        Err(InputError::UnknownPayloadType(99))
+    ));
+    let stats = s.stats();
+    assert_eq!(stats.malformed, 2);
+    assert_eq!(stats.undecodable, 1);
+    // Valid media after garbage is still recognized.
+    let (out, _) = feed(
+        &mut s,
+        t0,
+        &packets("yes-interested.wav", &SendOptions::pcmu()),
+    );
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, EventBody::SpeechStarted { .. })));
+}
+
+#[test]
+fn idle_timeout_ends_the_session() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    s.handle_timeout(t0 + Duration::from_secs(29));
+    assert!(!s.is_closed());
+    s.handle_timeout(t0 + Duration::from_secs(30));
+    drain(&mut s, &mut out);
+    assert!(matches!(
+        events(&out).last().unwrap(),
+        EventBody::SessionEnded {
+            cause: EndCause::IdleTimeout,
+            ..
+        }
+    ));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn engine_failure_becomes_an_error_event_and_the_session_goes_on() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let (_, now) = feed(
+        &mut s,
+        t0,
+        &packets("yes-interested.wav", &SendOptions::pcmu()),
+    );
+    let failure = AsrFailure::Busy {
+        detail: "2 workers, queue of 4 full".into(),
+    };
+    s.handle_asr(now, AsrUpdate::Failed { stream: 1, failure });
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    match events(&out)[0] {
+        EventBody::Error {
+            code,
+            message,
+            utterance,
+        } => {
+            assert_eq!(*code, "asr_busy");
+            assert!(message.contains("queue of 4 full"));
+            assert_eq!(*utterance, Some(1));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The failed stream is no longer awaited: closing ends at once.
+    s.handle_close(now, EndCause::Stopped);
+    drain(&mut s, &mut out);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn slin16_needs_no_resampling_and_is_recognized_as_l16() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let (_, now) = feed(&mut s, t0, &packets("balance.wav", &SendOptions::slin16()));
+    s.handle_close(now, EndCause::Stopped);
+    s.handle_timeout(now + Duration::from_secs(10));
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    let codec = events(&out).into_iter().find_map(|e| match e {
+        EventBody::SessionEnded {
+            codec,
+            payload_type,
+            ..
+        } => Some((codec.clone(), *payload_type)),
+        _ => None,
+    });
+    assert_eq!(codec, Some((Some("l16/16000".to_string()), Some(118))));
+}

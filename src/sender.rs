@@ -1,1 +1,0 @@
-//! RTP sender: packetizes WAV audio as Asterisk would and sends it at real-time pace.

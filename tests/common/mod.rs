@@ -1,0 +1,232 @@
+//! Test harness: runs the real `asr-gateway serve` binary and reads its stdout events.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// The embedded engine's model; tests that transcribe need it (scripts/setup.sh fetches it).
+pub fn model_dir() -> PathBuf {
+    let dir = repo().join("models/whisper-tiny.en");
+    assert!(
+        dir.join("model.bin").is_file(),
+        "model missing at {}: run scripts/setup.sh (or scripts/fetch-model.sh) first",
+        dir.display()
+    );
+    dir
+}
+
+/// A distinct 50-port RTP range per gateway started by this test process.
+pub fn port_base() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    20000 + (std::process::id() % 100) as u16 * 400 + NEXT.fetch_add(1, Ordering::Relaxed) % 8 * 50
+}
+
+pub struct GatewayProcess {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    pub http: SocketAddr,
+    client: reqwest::blocking::Client,
+}
+
+impl GatewayProcess {
+    /// Start `asr-gateway serve` with this extra TOML (appended to a test base config).
+    pub fn start(extra_toml: &str) -> Self {
+        let ports = port_base();
+        let base = format!(
+            "[server]\nhttp_listen = \"127.0.0.1:0\"\nrtp_bind = \"127.0.0.1\"\nrtp_port_min = {}\nrtp_port_max = {}\ninstance = \"test\"\n",
+            ports,
+            ports + 49
+        );
+        let mut toml = base;
+        if !extra_toml.contains("[engine]") && !extra_toml.contains("endpoint") {
+            toml.push_str(&format!(
+                "[engine]\nmodel_dir = \"{}\"\n",
+                model_dir().display()
+            ));
+        }
+        toml.push_str(extra_toml);
+        let dir = std::env::temp_dir().join(format!(
+            "asrgw-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, &toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn asr-gateway");
+        let (tx, events) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let event: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[gateway] {line}");
+                if let Some(rest) = line.strip_prefix("asr-gateway listening: HTTP ") {
+                    let addr = rest.split_whitespace().next().unwrap().to_owned();
+                    let _ = addr_tx.send(addr);
+                }
+            }
+        });
+        let http = addr_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("gateway did not report its HTTP address")
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            events,
+            seen: Vec::new(),
+            http,
+            client: reqwest::blocking::Client::new(),
+        }
+    }
+
+    /// Reserve a session; returns (session_id, RTP target).
+    pub fn create_session(&self, call_id: &str) -> (String, SocketAddr) {
+        let r: Value = self
+            .client
+            .post(format!("http://{}/v1/sessions", self.http))
+            .json(&serde_json::json!({ "call_id": call_id }))
+            .send()
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .unwrap();
+        let target = format!("{}:{}", r["host"].as_str().unwrap(), r["port"])
+            .parse()
+            .unwrap();
+        (r["session_id"].as_str().unwrap().to_owned(), target)
+    }
+
+    pub fn delete_session(&self, id: &str) -> u16 {
+        self.client
+            .delete(format!("http://{}/v1/sessions/{id}", self.http))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.http))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.client
+            .get(format!("http://{}/healthz", self.http))
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    }
+
+    /// Wait for an event of `kind` for `session_id`; panics after `timeout`.
+    pub fn wait_for(&mut self, session_id: &str, kind: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self
+                .seen
+                .iter()
+                .find(|e| e["type"] == kind && e["data"]["session_id"] == session_id)
+            {
+                return e.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) => self.seen.push(e),
+                Err(_) => panic!(
+                    "no {kind} for {session_id} within {timeout:?}; saw {:#?}",
+                    self.of(session_id)
+                ),
+            }
+        }
+    }
+
+    /// Every event seen so far for a session, in arrival order.
+    pub fn of(&self, session_id: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|e| e["data"]["session_id"] == session_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The final transcripts of a session, joined.
+    pub fn transcript(&self, session_id: &str) -> String {
+        self.of(session_id)
+            .iter()
+            .filter(|e| e["type"] == "asr.transcript.final")
+            .map(|e| e["data"]["text"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Lowercase words without punctuation.
+pub fn words(text: &str) -> Vec<String> {
+    asr_gateway::demo::normalize_words(text)
+}
+
+/// Assert that most reference words were heard (Whisper tiny on 8 kHz audio is not perfect).
+pub fn assert_heard(transcript: &str, reference: &str, min_recall: f64) {
+    let heard = words(transcript);
+    let wanted = words(reference);
+    let found = wanted.iter().filter(|w| heard.contains(w)).count();
+    let recall = found as f64 / wanted.len() as f64;
+    assert!(
+        recall >= min_recall,
+        "heard {transcript:?}, expected {reference:?} (recall {recall:.2} < {min_recall})"
+    );
+}

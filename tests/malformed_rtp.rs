@@ -1,0 +1,131 @@
+//! Malformed datagrams, random bytes and foreign sources never crash the gateway; each is counted.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use asr_gateway::metrics::read_sample;
+use asr_gateway::sender::{self, SendOptions};
+use common::{assert_heard, fixture, GatewayProcess};
+use rand::{Rng, SeedableRng};
+
+fn header(pt: u8, seq: u16) -> Vec<u8> {
+    let mut h = vec![0x80, pt, 0, 0, 0, 0, 0, 160, 0, 0, 0, 7];
+    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    h
+}
+
+/// One datagram per malformed case of RFC 3550 parsing, with the metric reason it must raise.
+fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let mut bad_version = header(0, 1);
+    bad_version[0] = 0x40;
+    let mut csrc_overrun = header(0, 2);
+    csrc_overrun[0] = 0x80 | 0x0F; // 15 CSRCs promised, none present
+    let mut ext_overrun = header(0, 3);
+    ext_overrun[0] = 0x90; // X set
+    ext_overrun.extend_from_slice(&[0xBE, 0xDE, 0x00, 0x10]); // 16 words promised
+    let mut padding_overrun = header(0, 4);
+    padding_overrun[0] = 0xA0; // P set
+    padding_overrun.extend_from_slice(&[0xFF; 3]);
+    padding_overrun.push(200);
+    let mut zero_padding = header(0, 5);
+    zero_padding[0] = 0xA0;
+    zero_padding.extend_from_slice(&[0xFF; 3]);
+    zero_padding.push(0);
+    vec![
+        ("too_short", vec![0x80, 0x00, 0x00]),
+        ("bad_version", bad_version),
+        ("csrc_overrun", csrc_overrun),
+        ("extension_overrun", ext_overrun),
+        ("padding_overrun", padding_overrun),
+        ("zero_padding", zero_padding),
+    ]
+}
+
+#[test]
+fn malformed_and_random_datagrams_are_counted_and_speech_still_recognized() {
+    let mut gw = GatewayProcess::start("");
+    let (id, target) = gw.create_session("malformed-1");
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (_, datagram) in malformed_cases() {
+        caller.send_to(&datagram, target).unwrap();
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for _ in 0..500 {
+        let len = rng.random_range(0..400);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        caller.send_to(&bytes, target).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(gw.healthy(), "gateway died on malformed input");
+    let metrics = gw.metrics();
+    for (reason, _) in malformed_cases() {
+        let n = read_sample(
+            &metrics,
+            &format!("asrgw_rtp_malformed_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(n >= 1.0, "reason {reason} not counted:\n{metrics}");
+    }
+    // Real speech from the same caller afterwards is still recognized.
+    let (samples, rate) = sender::read_wav(&fixture("balance.wav")).unwrap();
+    let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 77, 1000).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std({
+            caller.set_nonblocking(true).unwrap();
+            caller.try_clone().unwrap()
+        })
+        .unwrap();
+        sender::send_packets(&socket, target, &packets, &SendOptions::pcmu())
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(900));
+    gw.delete_session(&id);
+    let ended = gw.wait_for(&id, "asr.session.ended", Duration::from_secs(60));
+    let stats = &ended["data"]["stats"];
+    assert!(
+        stats["malformed"].as_u64().unwrap() >= malformed_cases().len() as u64,
+        "{ended}"
+    );
+    assert_eq!(
+        stats["received"].as_u64().unwrap(),
+        packets.len() as u64,
+        "{ended}"
+    );
+    assert_heard(&gw.transcript(&id), "what is my balance", 0.75);
+}
+
+#[test]
+fn a_second_source_is_ignored_and_counted() {
+    let mut gw = GatewayProcess::start("");
+    let (id, target) = gw.create_session("foreign-1");
+    let (samples, rate) = sender::read_wav(&fixture("yes-interested.wav")).unwrap();
+    let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 5, 10).unwrap();
+    let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let owner = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // The owner's first packet locks the port; then the intruder sends the same call.
+        owner.send_to(&packets[0], target).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for p in &packets[..20] {
+            intruder.send_to(p, target).unwrap();
+        }
+        sender::send_packets(&owner, target, &packets[1..], &SendOptions::pcmu())
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(900));
+    gw.delete_session(&id);
+    let ended = gw.wait_for(&id, "asr.session.ended", Duration::from_secs(60));
+    assert_eq!(ended["data"]["stats"]["foreign_source"], 20, "{ended}");
+    assert_eq!(ended["data"]["stats"]["duplicate"], 0, "{ended}");
+    let metrics = gw.metrics();
+    assert_eq!(
+        read_sample(&metrics, "asrgw_rtp_foreign_source_total"),
+        Some(20.0)
+    );
+}
