@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(ms) = interim_interval_ms {
                 config.engine.interim_interval_ms = ms;
             }
-            asr_gateway::serve::check_model_dir(&config.engine.model_dir)?;
+            asr_gateway::asr::embedded::check_model_dir(&config.engine.model_dir)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -1,7 +1,6 @@
 //! `serve`: wires config, engine, ingest, control and sinks into one running gateway.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +38,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("embedded engine: model file {path} is missing; run `make setup` (scripts/fetch-model.sh) or set engine.model_dir")]
-    ModelMissing { path: PathBuf },
     #[error("embedded engine failed to start: {0}")]
     Engine(#[from] EngineError),
     #[error("embedded engine did not become ready: {detail}")]
@@ -73,7 +70,7 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let config = Arc::new(config);
         if config.asr.endpoint.is_none() {
-            check_model_dir(&config.engine.model_dir)?;
+            embedded::check_model_dir(&config.engine.model_dir)?;
         }
         let metrics = Arc::new(Metrics::default());
         let (engine_endpoint, engine) = match &config.asr.endpoint {
@@ -184,17 +181,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// Fail fast with the missing file's path.
-pub fn check_model_dir(dir: &Path) -> Result<(), ServeError> {
-    for file in MODEL_FILES {
-        let path = dir.join(file);
-        if !path.is_file() {
-            return Err(ServeError::ModelMissing { path });
-        }
-    }
-    Ok(())
 }
 
 async fn start_embedded(config: &Config) -> Result<(String, EmbeddedEngine), ServeError> {

@@ -83,7 +83,7 @@ fn missing_model_is_named_before_binding() {
     serve_fails_with(
         "[engine]\nmodel_dir = \"/nonexistent/whisper\"\n",
         &[],
-        &["/nonexistent/whisper/model.bin", "fetch-model.sh"],
+        &["/nonexistent/whisper", "model.bin", "fetch-model.sh"],
     );
 }
 
