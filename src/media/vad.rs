@@ -846,7 +846,7 @@ mod tests {
     #[test]
     fn two_phrase_fixture_gives_two_utterances_split_in_the_pause() {
         // Layout (see tests/fixtures/README.md): 0.5 s silence, phrase one up to
-        // about 1.93 s, 1.5 s of silence, phrase two, 0.5 s silence.
+        // about 1.93 s, 1.5 s of silence, phrase two, 1.2 s silence.
         let audio = fixture("two-phrases.wav");
         let speech: Vec<usize> = (0..audio.len()).filter(|&i| audio[i].abs() > 30).collect();
         let (one_end, two_start) = speech
