@@ -304,28 +304,58 @@ impl Default for HighBand {
     }
 }
 
+/// h(2i) and h(2i+1), i = 0..11: the two polyphase halves of the receive QMF.
+const QMF_EVEN: [i32; 12] = {
+    let mut t = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        t[i] = QMF_H[2 * i];
+        i += 1;
+    }
+    t
+};
+const QMF_ODD: [i32; 12] = {
+    let mut t = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        t[i] = QMF_H[2 * i + 1];
+        i += 1;
+    }
+    t
+};
+
 /// Receive QMF: 24-tap synthesis filter bank, 2 sub-band samples in, 2 PCM samples out.
+///
+/// The histories are mirrored rings: slot `k` is also stored at `k + 12`, so
+/// `[pos..pos + 12]` is always the last 12 values, newest first, without shifting.
 #[derive(Debug, Clone, Default)]
 struct ReceiveQmf {
-    /// XD(j)..XD(j-11) = RL - RH, newest first.
-    xd: [i32; 12],
-    /// XS(j)..XS(j-11) = RL + RH, newest first.
-    xs: [i32; 12],
+    /// XD = RL - RH history.
+    xd: [i32; 24],
+    /// XS = RL + RH history.
+    xs: [i32; 24],
+    /// Slot of the newest value, 0..12.
+    pos: usize,
 }
 
 impl ReceiveQmf {
     /// Push one (RL, RH) pair; returns the two 16 kHz samples in time order.
     #[inline(always)]
     fn synthesize(&mut self, rl: i32, rh: i32) -> [i16; 2] {
-        self.xd.copy_within(0..11, 1);
-        self.xs.copy_within(0..11, 1);
-        self.xd[0] = rl - rh;
-        self.xs[0] = rl + rh;
+        let pos = if self.pos == 0 { 11 } else { self.pos - 1 };
+        self.pos = pos;
+        self.xd[pos] = rl - rh;
+        self.xd[pos + 12] = rl - rh;
+        self.xs[pos] = rl + rh;
+        self.xs[pos + 12] = rl + rh;
+        // XOUT1 = sum h(2i) XD(j-i); XOUT2 = sum h(2i+1) XS(j-i).
+        let xd = &self.xd[pos..pos + 12];
+        let xs = &self.xs[pos..pos + 12];
         let mut xout1 = 0i32;
         let mut xout2 = 0i32;
         for i in 0..12 {
-            xout1 += QMF_H[2 * i] * self.xd[i];
-            xout2 += QMF_H[2 * i + 1] * self.xs[i];
+            xout1 += QMF_EVEN[i] * xd[i];
+            xout2 += QMF_ODD[i] * xs[i];
         }
         // 16-bit output scale (see the module note); saturate rather than wrap.
         [sat16(xout1 >> 11) as i16, sat16(xout2 >> 11) as i16]
@@ -347,11 +377,12 @@ impl G722Decoder {
 
     /// Decode octets, appending `2 * codewords.len()` samples at 16 kHz to `out`.
     pub fn decode(&mut self, codewords: &[u8], out: &mut Vec<i16>) {
-        out.reserve(codewords.len() * 2);
-        for &code in codewords {
+        let start = out.len();
+        out.resize(start + codewords.len() * 2, 0);
+        for (&code, pair) in codewords.iter().zip(out[start..].chunks_exact_mut(2)) {
             let rl = self.low.decode(code & 0x3F);
             let rh = self.high.decode(code >> 6);
-            out.extend_from_slice(&self.qmf.synthesize(rl, rh));
+            pair.copy_from_slice(&self.qmf.synthesize(rl, rh));
         }
     }
 
@@ -403,8 +434,8 @@ mod tests {
         for i in 0..12 {
             assert_eq!(QMF_H[i], QMF_H[23 - i]);
         }
-        assert_eq!((0..12).map(|i| QMF_H[2 * i]).sum::<i32>(), 4096);
-        assert_eq!((0..12).map(|i| QMF_H[2 * i + 1]).sum::<i32>(), 4096);
+        assert_eq!(QMF_EVEN.iter().sum::<i32>(), 4096);
+        assert_eq!(QMF_ODD.iter().sum::<i32>(), 4096);
     }
 
     // Fixtures made by ffmpeg's G.722 encoder (commands in tests/fixtures/codec/README.md).

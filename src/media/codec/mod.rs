@@ -360,6 +360,21 @@ mod tests {
     }
 
     #[test]
+    fn opus_through_the_enum() {
+        let mut dec = Decoder::new(CodecKind::Opus).unwrap();
+        assert_eq!(dec.sample_rate(), 48_000);
+        let mut out = Vec::new();
+        // Concealment before any packet: libopus emits silence, length is honoured.
+        dec.conceal(960, &mut out);
+        assert_eq!(out.len(), 960);
+        assert!(matches!(
+            dec.decode(&[], &mut out),
+            Err(CodecError::Opus(_))
+        ));
+        assert_eq!(out.len(), 960);
+    }
+
+    #[test]
     fn decode_does_not_reallocate_with_capacity() {
         let mut decoders = [
             (Decoder::new(CodecKind::Pcmu).unwrap(), vec![0x55u8; 160]),
