@@ -90,9 +90,10 @@ fn malformed_and_random_datagrams_are_counted_and_speech_still_recognized() {
         stats["malformed"].as_u64().unwrap() >= malformed_cases().len() as u64,
         "{ended}"
     );
-    assert_eq!(
-        stats["received"].as_u64().unwrap(),
-        packets.len() as u64,
+    // A few random datagrams are valid RTP by chance (V=2, a known payload type) and are
+    // rightly accepted; every real packet must be too.
+    assert!(
+        stats["received"].as_u64().unwrap() >= packets.len() as u64,
         "{ended}"
     );
     assert_heard(&gw.transcript(&id), "what is my balance", 0.75);
