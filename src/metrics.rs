@@ -108,6 +108,23 @@ impl Histogram {
 
 const LATENCY_BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
+/// Per-sink delivery counters (label `sink`). Counts are events, not batches.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Events handed to the broker, retries included.
+    pub published: Counter,
+    /// Events the broker confirmed (publisher confirm, JetStream ack, XADD reply, 2xx).
+    pub confirmed: Counter,
+    /// Events sent again after a failed attempt.
+    pub retried: Counter,
+    /// Events written to the on-disk journal because memory was full or the broker down.
+    pub spilled: Counter,
+    /// Events dropped because even the journal's size bound was reached.
+    pub dropped: Counter,
+    /// Events waiting (memory + journal).
+    pub queued: Gauge,
+}
+
 /// Every metric the gateway exports. Shared as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -131,6 +148,7 @@ pub struct Metrics {
     pub events_published: Counter,
     pub events_failed: Counter,
     pub events_dropped: Counter,
+    sinks: Mutex<Vec<(&'static str, std::sync::Arc<SinkMetrics>)>>,
 }
 
 impl Default for Metrics {
@@ -156,11 +174,23 @@ impl Default for Metrics {
             events_published: Counter::default(),
             events_failed: Counter::default(),
             events_dropped: Counter::default(),
+            sinks: Mutex::new(Vec::new()),
         }
     }
 }
 
 impl Metrics {
+    /// The counters of sink `name`, created on first use.
+    pub fn sink(&self, name: &'static str) -> std::sync::Arc<SinkMetrics> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = sinks.iter().find(|(n, _)| *n == name) {
+            return m.clone();
+        }
+        let m = std::sync::Arc::new(SinkMetrics::default());
+        sinks.push((name, m.clone()));
+        m
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -287,6 +317,7 @@ impl Metrics {
             "code",
             &self.asr_errors,
         );
+        self.render_sinks(&mut out);
         let h = &self.asr_final_latency;
         let name = "asrgw_asr_final_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Wall time from end of speech to the final transcript.\n# TYPE {name} histogram");
@@ -305,6 +336,56 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count {}", h.count());
         out
+    }
+}
+
+impl Metrics {
+    fn render_sinks(&self, out: &mut String) {
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let series: [(&str, &str, &str, fn(&SinkMetrics) -> i64); 6] = [
+            (
+                "asrgw_sink_published_total",
+                "counter",
+                "Events handed to the sink, retries included.",
+                |m| m.published.get() as i64,
+            ),
+            (
+                "asrgw_sink_confirmed_total",
+                "counter",
+                "Events the sink confirmed delivered.",
+                |m| m.confirmed.get() as i64,
+            ),
+            (
+                "asrgw_sink_retried_total",
+                "counter",
+                "Events sent again after a failed attempt.",
+                |m| m.retried.get() as i64,
+            ),
+            (
+                "asrgw_sink_spilled_total",
+                "counter",
+                "Events written to the on-disk journal.",
+                |m| m.spilled.get() as i64,
+            ),
+            (
+                "asrgw_sink_dropped_total",
+                "counter",
+                "Events dropped at the journal's size bound.",
+                |m| m.dropped.get() as i64,
+            ),
+            (
+                "asrgw_sink_queued",
+                "gauge",
+                "Events waiting for the sink (memory and journal).",
+                |m| m.queued.get(),
+            ),
+        ];
+        for (name, kind, help, read) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (sink, m) in &sinks {
+                let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", read(m));
+            }
+        }
     }
 }
 

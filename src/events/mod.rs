@@ -1,6 +1,13 @@
-//! Recognition events: the CloudEvents model, the `Sink` trait and the publisher that feeds sinks.
+//! Recognition events: the CloudEvents model, the `Sink` trait, one file per broker, the durable outbox.
 
+pub mod journal;
 pub mod model;
+pub mod nats;
+pub mod outbox;
+pub mod outgoing;
 pub mod publisher;
+pub mod rabbitmq;
+pub mod redis_streams;
 pub mod sink;
 pub mod stdout;
+pub mod webhook;

@@ -6,6 +6,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::events::model::Event;
+use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::Sink;
 use crate::metrics::Metrics;
 
@@ -65,8 +66,10 @@ async fn run_sinks(
     sinks: Vec<Box<dyn Sink>>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<OutgoingEvent> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut received, MAX_BATCH).await > 0 {
+        batch.extend(received.drain(..).map(|e| OutgoingEvent::from(&e)));
         for sink in &sinks {
             match sink.publish(&batch).await {
                 Ok(()) => metrics.events_published.add(batch.len() as u64),

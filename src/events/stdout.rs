@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::events::model::Event;
+use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
 
 #[derive(Debug, Default)]
@@ -13,16 +13,16 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn publish<'a>(&'a self, events: &'a [Event]) -> SinkFuture<'a> {
+    fn publish<'a>(&'a self, events: &'a [OutgoingEvent]) -> SinkFuture<'a> {
         Box::pin(async move {
-            let mut text = String::with_capacity(events.len() * 256);
+            let mut text = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
             for event in events {
-                text.push_str(&event.to_json());
-                text.push('\n');
+                text.extend_from_slice(&event.json);
+                text.push(b'\n');
             }
-            // A batch is at most a few hundred lines; one locked write keeps lines whole.
+            // One locked write per batch keeps lines whole.
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
+            out.write_all(&text)
                 .and_then(|()| out.flush())
                 .map_err(|source| SinkError::Io {
                     sink: "stdout",

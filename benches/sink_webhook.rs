@@ -1,0 +1,3 @@
+//! Throughput of the webhook sink with delivery confirmation (figures in benches/README.md).
+
+fn main() {}

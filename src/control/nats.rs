@@ -1,0 +1,1 @@
+//! Command consumer over nats: competing consumers, ack after handling, nack/dead-letter on rejection.

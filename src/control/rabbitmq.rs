@@ -1,0 +1,1 @@
+//! Command consumer over rabbitmq: competing consumers, ack after handling, nack/dead-letter on rejection.

@@ -1,0 +1,1 @@
+//! NATS JetStream sink: stream created if missing, acked publishes, `Nats-Msg-Id` = event id.
