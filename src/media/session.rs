@@ -233,6 +233,11 @@ impl Session {
         }
         match update {
             AsrUpdate::Result(h) => {
+                let known = (1..self.next_utterance).contains(&h.utterance);
+                if h.is_final && h.text.trim().is_empty() && !known {
+                    // Call mode: the engine finalized audio after the last utterance; nothing was said.
+                    return;
+                }
                 let body = if h.is_final {
                     let latency_ms = self
                         .speech_ended_at

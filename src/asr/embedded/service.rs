@@ -24,6 +24,11 @@ use crate::asr::proto::{
 
 /// Below this many samples (0.1 s at 16 kHz) an utterance is answered empty without decoding.
 const MIN_DECODE_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 10;
+/// Audio whose loudest 20 ms window is quieter than this RMS (about -50 dBFS) is answered
+/// empty without decoding: Whisper invents words ("Thank you", "Visiting") on silence.
+const SILENCE_RMS: f32 = 0.003;
+/// Window for the loudness check, samples (20 ms at 16 kHz).
+const LOUDNESS_WINDOW: usize = SAMPLE_RATE_HZ as usize / 50;
 /// Longest utterance accepted, samples (60 s at 16 kHz); bounds per-stream memory (~3.8 MB).
 const MAX_UTTERANCE_SAMPLES: usize = SAMPLE_RATE_HZ as usize * 60;
 /// Responses waiting for the transport, per stream.
@@ -180,7 +185,7 @@ async fn run(
                 // Only when earlier finals are out, so results stay in order.
                 let grown = current.samples.len() != interim_len;
                 if finals.is_empty() && interim.is_none() && grown
-                    && current.samples.len() >= MIN_DECODE_SAMPLES
+                    && worth_decoding(&current.samples)
                 {
                     if let Some(reply) = pool.try_submit_interim(current.samples.clone(), language.clone()) {
                         let (start_ms, end_ms) = current.span_ms();
@@ -291,7 +296,16 @@ fn append_audio(utt: &mut Utterance, bytes: &[u8], offset_ms: u64) -> Result<(),
     Ok(())
 }
 
-/// Queue the final decode of `utt`; very short audio gets an empty answer without decoding.
+/// Whether `samples` hold anything Whisper should look at: long enough and not silent.
+fn worth_decoding(samples: &[f32]) -> bool {
+    samples.len() >= MIN_DECODE_SAMPLES
+        && samples.chunks(LOUDNESS_WINDOW).any(|w| {
+            let energy: f32 = w.iter().map(|s| s * s).sum();
+            (energy / w.len() as f32).sqrt() >= SILENCE_RMS
+        })
+}
+
+/// Queue the final decode of `utt`; very short or silent audio gets an empty answer without decoding.
 fn finalize(
     pool: &Pool,
     utt: Utterance,
@@ -299,7 +313,7 @@ fn finalize(
     language: &Option<String>,
 ) -> Result<PendingFinal, Status> {
     let (start_ms, end_ms) = utt.span_ms();
-    let reply = if utt.samples.len() < MIN_DECODE_SAMPLES {
+    let reply = if !worth_decoding(&utt.samples) {
         let (done, reply) = oneshot::channel();
         let _ = done.send(Ok(String::new()));
         reply
@@ -442,5 +456,17 @@ mod tests {
         assert!(append_audio(&mut u, &big, 0).is_err());
         u.samples = vec![0.0; 16_000];
         assert_eq!(u.span_ms(), (40, 1040));
+    }
+
+    #[test]
+    fn silence_is_not_worth_decoding() {
+        assert!(!worth_decoding(&[0.0; 16000]));
+        assert!(!worth_decoding(&[0.001; 16000]));
+        assert!(!worth_decoding(&[0.5; 800]), "shorter than 0.1 s");
+        let mut word_in_silence = vec![0.0f32; 32000];
+        for (i, s) in word_in_silence[16000..16320].iter_mut().enumerate() {
+            *s = if i % 2 == 0 { 0.1 } else { -0.1 };
+        }
+        assert!(worth_decoding(&word_in_silence));
     }
 }

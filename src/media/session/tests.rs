@@ -468,3 +468,27 @@ fn slin16_needs_no_resampling_and_is_recognized_as_l16() {
     });
     assert_eq!(codec, Some((Some("l16/16000".to_string()), Some(118))));
 }
+
+#[test]
+fn empty_final_for_audio_after_the_last_utterance_is_not_an_event() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Call), t0).unwrap();
+    let (mut out, now) = feed(&mut s, t0, &packets("balance.wav", &SendOptions::pcmu()));
+    s.handle_close(now, EndCause::Stopped);
+    // The engine finalizes the silent tail as utterance 2, which VAD never saw.
+    let mut tail = final_for(2, " ");
+    if let AsrUpdate::Result(h) = &mut tail {
+        h.stream = 0;
+    }
+    s.handle_asr(now, final_for(1, "what is my balance"));
+    s.handle_asr(now, tail);
+    s.handle_asr(now, AsrUpdate::Closed { stream: 0 });
+    out.clear();
+    drain(&mut s, &mut out);
+    let finals: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| matches!(e, EventBody::TranscriptFinal { .. }))
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert!(s.is_closed());
+}
