@@ -339,10 +339,13 @@ impl Metrics {
     }
 }
 
+/// Name, type, help and reader of one per-sink series.
+type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkMetrics) -> i64);
+
 impl Metrics {
     fn render_sinks(&self, out: &mut String) {
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let series: [(&str, &str, &str, fn(&SinkMetrics) -> i64); 6] = [
+        let series: [SinkSeries; 6] = [
             (
                 "asrgw_sink_published_total",
                 "counter",
