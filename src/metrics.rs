@@ -340,7 +340,12 @@ impl Metrics {
 }
 
 /// Name, type, help and reader of one per-sink series.
-type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkMetrics) -> i64);
+type SinkSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SinkMetrics) -> i64,
+);
 
 impl Metrics {
     fn render_sinks(&self, out: &mut String) {

@@ -110,7 +110,7 @@ struct OpenStream {
 
 async fn run_session(
     shared: Arc<Shared>,
-    options: StreamOptions,
+    mut options: StreamOptions,
     mut requests: mpsc::Receiver<AsrRequest>,
     updates: mpsc::Sender<AsrUpdate>,
 ) {
@@ -142,6 +142,9 @@ async fn run_session(
                 }
                 Some(AsrRequest::Control(AsrControl::End { stream })) => {
                     open.remove(&stream);
+                }
+                Some(AsrRequest::Control(AsrControl::Configure(new_options))) => {
+                    options = new_options;
                 }
             },
         }

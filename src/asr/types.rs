@@ -31,6 +31,8 @@ pub enum AsrControl {
     },
     /// Close the request side; the engine sends its last results and closes.
     End { stream: UtteranceId },
+    /// Options changed (an `update` command): streams begun from now on use these.
+    Configure(StreamOptions),
 }
 
 /// Linear PCM (mono, `StreamOptions::sample_rate`) for an open stream.

@@ -99,6 +99,17 @@ pub enum EventBody {
         message: String,
         utterance: Option<u32>,
     },
+    CommandAccepted {
+        command: &'static str,
+        command_id: Option<String>,
+        /// For `start`: where to point the externalMedia channel (`host:port`).
+        external_host: Option<String>,
+    },
+    CommandRejected {
+        command: Option<String>,
+        command_id: Option<String>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,10 +141,12 @@ pub enum EventKind {
     TranscriptFinal,
     SessionEnded,
     Error,
+    CommandAccepted,
+    CommandRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::SessionStarted,
         EventKind::SpeechStarted,
         EventKind::SpeechEnded,
@@ -141,6 +154,8 @@ impl EventKind {
         EventKind::TranscriptFinal,
         EventKind::SessionEnded,
         EventKind::Error,
+        EventKind::CommandAccepted,
+        EventKind::CommandRejected,
     ];
 
     pub fn type_name(self) -> &'static str {
@@ -152,6 +167,8 @@ impl EventKind {
             EventKind::TranscriptFinal => "asr.transcript.final",
             EventKind::SessionEnded => "asr.session.ended",
             EventKind::Error => "asr.error",
+            EventKind::CommandAccepted => "asr.command.accepted",
+            EventKind::CommandRejected => "asr.command.rejected",
         }
     }
 }
@@ -166,6 +183,8 @@ impl EventBody {
             EventBody::TranscriptFinal { .. } => EventKind::TranscriptFinal,
             EventBody::SessionEnded { .. } => EventKind::SessionEnded,
             EventBody::Error { .. } => EventKind::Error,
+            EventBody::CommandAccepted { .. } => EventKind::CommandAccepted,
+            EventBody::CommandRejected { .. } => EventKind::CommandRejected,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::events::model::EndCause;
 use crate::events::publisher::Publisher;
 use crate::ingest::ports::PortPool;
-use crate::ingest::rtp_udp::{self, SessionContext};
+use crate::ingest::rtp_udp::{self, OptionsUpdate, SessionCommand, SessionContext};
 use crate::media::session::{InputError, Session, SessionConfig};
 use crate::metrics::Metrics;
 
@@ -46,6 +46,8 @@ pub enum ManagerError {
     NoFreePort { min: u16, max: u16 },
     #[error("no session {0}")]
     NotFound(String),
+    #[error("no active session for call {0}")]
+    CallNotFound(String),
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("cannot start the session: {0}")]
@@ -53,7 +55,9 @@ pub enum ManagerError {
 }
 
 struct Entry {
-    stop: mpsc::Sender<EndCause>,
+    call_id: String,
+    port: u16,
+    commands: mpsc::Sender<SessionCommand>,
 }
 
 pub struct SessionManager {
@@ -91,6 +95,8 @@ impl SessionManager {
     }
 
     /// Reserve a port, bind it and start the session. The first source to send to it owns it.
+    /// Idempotent per call: a call already active here gets its existing session back, so a
+    /// redelivered start command does not open a second session.
     pub async fn create(
         self: &Arc<Self>,
         request: SessionRequest,
@@ -99,6 +105,9 @@ impl SessionManager {
             return Err(ManagerError::ShuttingDown);
         }
         validate_call_id(&request.call_id)?;
+        if let Some(existing) = self.find_call(&request.call_id) {
+            return Ok(existing);
+        }
         let (socket, port) = self.bind_free_port().await?;
         let session_id = uuid::Uuid::new_v4().to_string();
         let local_addr = SocketAddr::new(self.config.server.rtp_bind, port).to_string();
@@ -128,12 +137,29 @@ impl SessionManager {
                 .clone()
                 .unwrap_or_else(|| self.config.asr.hints.clone()),
         };
-        self.asr.spawn_session(options, asr_requests, asr_updates);
-        let (stop, stop_rx) = mpsc::channel(2);
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(session_id.clone(), Entry { stop });
+        let (commands, commands_rx) = mpsc::channel(8);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((id, entry)) = sessions.iter().find(|(_, e)| e.call_id == request.call_id) {
+                // Lost a race with another start for the same call: use that session.
+                let existing = SessionInfo {
+                    session_id: id.clone(),
+                    call_id: entry.call_id.clone(),
+                    port: entry.port,
+                };
+                drop(sessions);
+                self.release(port);
+                return Ok(existing);
+            }
+            let entry = Entry {
+                call_id: request.call_id.clone(),
+                port,
+                commands,
+            };
+            sessions.insert(session_id.clone(), entry);
+        }
+        self.asr
+            .spawn_session(options.clone(), asr_requests, asr_updates);
         self.metrics.sessions_started.inc();
         self.metrics.sessions_active.add(1);
         let ctx = SessionContext {
@@ -142,11 +168,12 @@ impl SessionManager {
             source: self.source.clone(),
             publisher: self.publisher.clone(),
             metrics: self.metrics.clone(),
+            options,
         };
         let manager = self.clone();
         let id = session_id.clone();
         tokio::spawn(async move {
-            rtp_udp::run(socket, session, ctx, asr_tx, asr_rx, stop_rx).await;
+            rtp_udp::run(socket, session, ctx, asr_tx, asr_rx, commands_rx).await;
             manager
                 .sessions
                 .lock()
@@ -170,8 +197,65 @@ impl SessionManager {
             .get(session_id)
             .ok_or_else(|| ManagerError::NotFound(session_id.into()))?;
         // A full or closed channel means the session is already ending.
-        let _ = entry.stop.try_send(cause);
+        let _ = entry.commands.try_send(SessionCommand::Stop(cause));
         Ok(())
+    }
+
+    /// The session of an active call, if any.
+    pub fn find_call(&self, call_id: &str) -> Option<SessionInfo> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .find(|(_, e)| e.call_id == call_id)
+            .map(|(id, e)| SessionInfo {
+                session_id: id.clone(),
+                call_id: e.call_id.clone(),
+                port: e.port,
+            })
+    }
+
+    /// End the session of a call (stop command).
+    pub fn stop_call(&self, call_id: &str, cause: EndCause) -> Result<SessionInfo, ManagerError> {
+        let info = self
+            .find_call(call_id)
+            .ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
+        self.stop(&info.session_id, cause)?;
+        Ok(info)
+    }
+
+    /// Change a call's recognition options (update command).
+    pub async fn update_call(
+        &self,
+        call_id: &str,
+        update: OptionsUpdate,
+    ) -> Result<SessionInfo, ManagerError> {
+        let info = self
+            .find_call(call_id)
+            .ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
+        let commands = {
+            let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.get(&info.session_id).map(|e| e.commands.clone())
+        };
+        let commands = commands.ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
+        commands
+            .send(SessionCommand::Update(update))
+            .await
+            .map_err(|_| ManagerError::CallNotFound(call_id.into()))?;
+        Ok(info)
+    }
+
+    /// The engine sample rate sessions run VAD at (to validate VAD updates).
+    pub fn engine_rate(&self) -> u32 {
+        self.config.asr.sample_rate
+    }
+
+    /// Host to give call logic for `external_host`, when it cannot be taken from a request.
+    pub fn advertised_host(&self) -> String {
+        match &self.config.server.advertise_host {
+            Some(host) => host.clone(),
+            None if self.config.server.rtp_bind.is_unspecified() => "127.0.0.1".to_owned(),
+            None => self.config.server.rtp_bind.to_string(),
+        }
     }
 
     pub fn active(&self) -> usize {

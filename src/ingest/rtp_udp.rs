@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::asr::types::{AsrFailure, AsrRequest, AsrUpdate, UtteranceId};
+use crate::asr::types::{AsrControl, AsrFailure, AsrRequest, AsrUpdate, UtteranceId};
 use crate::events::model::{EndCause, Event, EventBody, SessionEvent, StreamStats};
 use crate::events::publisher::Publisher;
 use crate::media::session::{Output, Session};
@@ -18,6 +18,23 @@ const MAX_DATAGRAM: usize = 2048;
 /// Log at most one warning per cause this often per session.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// What the manager can tell a running session.
+#[derive(Debug, Clone)]
+pub enum SessionCommand {
+    Stop(EndCause),
+    Update(OptionsUpdate),
+}
+
+/// Changed recognition options; `None` keeps the current value. Language and hints apply
+/// to the next recognition stream, VAD settings at the next utterance boundary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptionsUpdate {
+    pub language: Option<String>,
+    pub interim_results: Option<bool>,
+    pub hints: Option<Vec<String>>,
+    pub vad: Option<crate::media::vad::VadConfig>,
+}
+
 /// Names and sinks shared by a session task.
 pub struct SessionContext {
     pub session_id: Arc<str>,
@@ -25,6 +42,8 @@ pub struct SessionContext {
     pub source: Arc<str>,
     pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
+    /// Options of the session's recognition streams, as last configured.
+    pub options: crate::asr::types::StreamOptions,
 }
 
 impl SessionContext {
@@ -56,15 +75,16 @@ pub async fn run(
     ctx: SessionContext,
     asr_tx: mpsc::Sender<AsrRequest>,
     mut asr_rx: mpsc::Receiver<AsrUpdate>,
-    mut stop_rx: mpsc::Receiver<EndCause>,
+    mut commands: mpsc::Receiver<SessionCommand>,
 ) {
+    let mut ctx = ctx;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut source: Option<SocketAddr> = None;
     let mut counted = StreamStats::default();
     let mut last_warning: Option<Instant> = None;
     let mut backpressured: Option<UtteranceId> = None;
     let mut asr_tx = Some(asr_tx);
-    let mut stop_open = true;
+    let mut commands_open = true;
     let mut asr_open = true;
 
     loop {
@@ -136,9 +156,23 @@ pub async fn run(
                 // The client task ended: nothing more will come. The close deadline decides.
                 None => asr_open = false,
             },
-            cause = stop_rx.recv(), if stop_open => match cause {
-                Some(cause) => session.handle_close(Instant::now(), cause),
-                None => stop_open = false,
+            command = commands.recv(), if commands_open => match command {
+                Some(SessionCommand::Stop(cause)) => session.handle_close(Instant::now(), cause),
+                Some(SessionCommand::Update(update)) => {
+                    // The dispatcher validated the VAD settings; a failure here changes nothing.
+                    let _ = session.handle_update(update.vad, update.interim_results);
+                    let options = &mut ctx.options;
+                    options.language = update.language.unwrap_or_else(|| options.language.clone());
+                    options.interim_results = update.interim_results.unwrap_or(options.interim_results);
+                    options.hints = update.hints.unwrap_or_else(|| options.hints.clone());
+                    if let Some(tx) = asr_tx.as_ref() {
+                        let configure = AsrControl::Configure(ctx.options.clone());
+                        if tx.send(AsrRequest::Control(configure)).await.is_err() {
+                            asr_tx = None;
+                        }
+                    }
+                }
+                None => commands_open = false,
             },
             () = sleep => session.handle_timeout(Instant::now()),
         }

@@ -114,6 +114,10 @@ pub struct Session {
     jitter: Option<JitterBuffer>,
     pipeline: Option<Pipeline>,
     segmenter: Segmenter,
+    /// Media sample where the current segmenter started counting (it is rebuilt on updates).
+    segmenter_base: u64,
+    /// New VAD settings waiting for the current utterance to end.
+    pending_vad: Option<VadConfig>,
     /// Engine-rate samples that passed through the segmenter, plus signalled pauses.
     media_samples: u64,
     /// Scratch buffers reused for every packet.
@@ -155,6 +159,8 @@ impl Session {
             jitter: None,
             pipeline: None,
             segmenter,
+            segmenter_base: 0,
+            pending_vad: None,
             media_samples: 0,
             decoded: Vec::with_capacity(1920),
             resampled: Vec::with_capacity(1920),
@@ -318,7 +324,11 @@ impl Session {
         }
         let _ = self.drain_jitter(now, true);
         if let Some(end_sample) = self.segmenter.finish() {
-            self.end_utterance(now, end_sample, SpeechEndCause::SessionEnd);
+            self.end_utterance(
+                now,
+                self.segmenter_base + end_sample,
+                SpeechEndCause::SessionEnd,
+            );
         }
         if self.call_stream_open {
             self.flush_chunk(CALL_STREAM);
@@ -332,6 +342,41 @@ impl Session {
             cause,
         };
         self.maybe_finish(now);
+    }
+
+    /// New options from an `update` command. VAD settings apply now when no utterance is
+    /// open, else when the current one ends; `interim_results` applies at once.
+    pub fn handle_update(
+        &mut self,
+        vad: Option<VadConfig>,
+        interim_results: Option<bool>,
+    ) -> Result<(), InputError> {
+        if let Some(vad) = vad {
+            // Validate now, so a bad update is refused rather than failing later.
+            Segmenter::new(vad, self.config.engine_rate)?;
+            if self.current.is_some() {
+                self.pending_vad = Some(vad);
+            } else {
+                self.apply_vad(vad);
+            }
+        }
+        if let Some(interim) = interim_results {
+            self.config.interim_results = interim;
+        }
+        Ok(())
+    }
+
+    /// Current VAD settings, including any waiting for the utterance to end.
+    pub fn vad_config(&self) -> VadConfig {
+        self.pending_vad.unwrap_or(self.config.vad)
+    }
+
+    fn apply_vad(&mut self, vad: VadConfig) {
+        if let Ok(segmenter) = Segmenter::new(vad, self.config.engine_rate) {
+            self.segmenter = segmenter;
+            self.segmenter_base = self.media_samples;
+            self.config.vad = vad;
+        }
     }
 
     pub fn poll_output(&mut self) -> Output {
@@ -454,7 +499,7 @@ impl Session {
         let samples = skipped_ts * self.config.engine_rate as u64 / p.codec.clock_rate() as u64;
         self.media_samples += samples;
         if let Some(FrameVerdict::Ended { end_sample, reason }) = self.segmenter.skip(samples) {
-            self.end_utterance(now, end_sample, end_cause(reason));
+            self.end_utterance(now, self.segmenter_base + end_sample, end_cause(reason));
         }
     }
 
@@ -505,7 +550,7 @@ impl Session {
                 let id = self.next_utterance;
                 self.next_utterance += 1;
                 self.utterances += 1;
-                let start_ms = self.ms(start_sample);
+                let start_ms = self.ms(self.segmenter_base + start_sample);
                 self.current = Some(Utterance { id, start_ms });
                 self.emit(EventBody::SpeechStarted {
                     utterance: id,
@@ -531,7 +576,7 @@ impl Session {
             FrameVerdict::InSpeech => self.forward(stream, frame_start_ms, frame),
             FrameVerdict::Ended { end_sample, reason } => {
                 self.forward(stream, frame_start_ms, frame);
-                self.end_utterance(now, end_sample, end_cause(reason));
+                self.end_utterance(now, self.segmenter_base + end_sample, end_cause(reason));
             }
         }
     }
@@ -540,6 +585,9 @@ impl Session {
         let Some(utterance) = self.current.take() else {
             return;
         };
+        if let Some(vad) = self.pending_vad.take() {
+            self.apply_vad(vad);
+        }
         let end_ms = self.ms(end_sample);
         self.speech_ended_at.insert(utterance.id, now);
         match self.config.mode {

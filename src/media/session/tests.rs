@@ -492,3 +492,46 @@ fn empty_final_for_audio_after_the_last_utterance_is_not_an_event() {
     assert_eq!(finals.len(), 1, "{finals:?}");
     assert!(s.is_closed());
 }
+
+#[test]
+fn vad_update_waits_for_the_utterance_and_keeps_media_time() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let all = packets("two-phrases.wav", &SendOptions::pcmu());
+    // Mid first phrase: the update must wait for it to end.
+    let (mut out, now) = feed(&mut s, t0, &all[..60]);
+    let longer = VadConfig {
+        hangover_ms: 900,
+        ..VadConfig::default()
+    };
+    s.handle_update(Some(longer), Some(false)).unwrap();
+    assert_eq!(s.vad_config().hangover_ms, 900);
+    let mut t = now;
+    for p in &all[60..] {
+        s.handle_rtp(t, p).unwrap();
+        drain(&mut s, &mut out);
+        t += PTIME;
+    }
+    let spans: Vec<(u64, u64)> = events(&out)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventBody::SpeechEnded {
+                start_ms, end_ms, ..
+            } => Some((*start_ms, *end_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    // The rebuilt segmenter counts from the call's media time: phrase two starts at 3.43 s
+    // (tests/fixtures/README.md), so its start with 300 ms pre-roll is about 3.13 s, not ~0.
+    assert!(spans[1].0 > spans[0].1 && spans[1].0 >= 3000, "{spans:?}");
+    // Phrase two ends at 4.43 s; the new 900 ms hangover (not the old 600) follows it.
+    assert!(spans[1].1 >= 4434 + 850, "{spans:?}");
+    // The first utterance, open when the update came, kept the old hangover.
+    assert!(spans[0].1 < 1934 + 850, "{spans:?}");
+    let bad = VadConfig {
+        frame_ms: 25,
+        ..VadConfig::default()
+    };
+    assert!(s.handle_update(Some(bad), None).is_err());
+}
