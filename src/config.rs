@@ -13,6 +13,12 @@ use serde::Deserialize;
 
 use crate::asr::client::ClientConfig;
 use crate::asr::embedded::EngineConfig;
+use crate::control::nats::NatsCommandsConfig;
+use crate::control::redis_streams::RedisCommandsConfig;
+use crate::events::nats::NatsConfig;
+use crate::events::outbox::OutboxConfig;
+use crate::events::redis_streams::RedisConfig;
+use crate::events::webhook::WebhookConfig;
 use crate::media::codec::{CodecKind, PayloadTypeMap};
 use crate::media::jitter::JitterConfig;
 use crate::media::vad::VadConfig;
@@ -53,6 +59,9 @@ pub struct Config {
     /// Payload type → codec name, overriding Asterisk's static table, e.g. `"96" = "opus"`.
     pub payload_types: BTreeMap<String, String>,
     pub events: EventsSection,
+    /// Per-sink delivery buffer: memory, then an on-disk journal.
+    pub outbox: OutboxConfig,
+    pub commands: CommandsSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,22 +225,47 @@ impl Default for EngineSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
-    /// Sinks to publish to; today `stdout`.
+    /// Sinks to publish every event to, any of `stdout`, `nats`, `redis`, `webhook`.
     pub sinks: Vec<String>,
-    /// Events waiting for the sinks before new ones are dropped (counted).
-    pub queue: usize,
+    pub nats: NatsConfig,
+    pub redis: RedisConfig,
+    pub webhook: WebhookConfig,
 }
 
 impl Default for EventsSection {
     fn default() -> Self {
         Self {
             sinks: vec!["stdout".into()],
-            queue: 65_536,
+            nats: NatsConfig::default(),
+            redis: RedisConfig::default(),
+            webhook: WebhookConfig::default(),
         }
     }
 }
 
-pub const KNOWN_SINKS: &[&str] = &["stdout"];
+pub const KNOWN_SINKS: &[&str] = &["stdout", "nats", "redis", "webhook"];
+
+/// Where commands from call logic come in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsSection {
+    /// Any of `http` (`POST /v1/commands`), `nats`, `redis`.
+    pub sources: Vec<String>,
+    pub nats: NatsCommandsConfig,
+    pub redis: RedisCommandsConfig,
+}
+
+impl Default for CommandsSection {
+    fn default() -> Self {
+        Self {
+            sources: vec!["http".into()],
+            nats: NatsCommandsConfig::default(),
+            redis: RedisCommandsConfig::default(),
+        }
+    }
+}
+
+pub const KNOWN_COMMAND_SOURCES: &[&str] = &["http", "nats", "redis"];
 
 impl Config {
     /// Load `path` (or defaults when None), apply `ASRGW_*` overrides from `env`, validate.
@@ -350,12 +384,6 @@ impl Config {
             self.engine.queue,
             || ">= 1".into(),
         )?;
-        check(
-            self.events.queue > 0,
-            "events.queue",
-            self.events.queue,
-            || ">= 1".into(),
-        )?;
         for sink in &self.events.sinks {
             check(
                 KNOWN_SINKS.contains(&sink.as_str()),
@@ -364,8 +392,51 @@ impl Config {
                 || KNOWN_SINKS.join(", "),
             )?;
         }
+        for source in &self.commands.sources {
+            check(
+                KNOWN_COMMAND_SOURCES.contains(&source.as_str()),
+                "commands.sources",
+                format!("{source:?}"),
+                || KNOWN_COMMAND_SOURCES.join(", "),
+            )?;
+        }
+        if self.sink_enabled("nats") {
+            self.events
+                .nats
+                .validate()
+                .map_err(|e| invalid_section("events.nats", e))?;
+        }
+        if self.sink_enabled("webhook") {
+            let url = &self.events.webhook.url;
+            check(
+                url.starts_with("http://"),
+                "events.webhook.url",
+                format!("{url:?}"),
+                || "an http:// URL (this build has no TLS)".into(),
+            )?;
+        }
+        if self.commands.sources.iter().any(|s| s == "nats") {
+            self.commands
+                .nats
+                .validate()
+                .map_err(|e| invalid_section("commands.nats", e))?;
+        }
+        let o = &self.outbox;
+        check(
+            o.memory_events > 0,
+            "outbox.memory_events",
+            o.memory_events,
+            || ">= 1".into(),
+        )?;
+        check(o.batch_max > 0, "outbox.batch_max", o.batch_max, || {
+            ">= 1".into()
+        })?;
         self.payload_map()?;
         Ok(())
+    }
+
+    pub fn sink_enabled(&self, name: &str) -> bool {
+        self.events.sinks.iter().any(|s| s == name)
     }
 
     pub fn payload_map(&self) -> Result<PayloadTypeMap, ConfigError> {
@@ -450,6 +521,13 @@ impl Config {
                 .unwrap_or_else(|_| "localhost".into())
         });
         format!("/asr-gateway/{instance}")
+    }
+}
+
+fn invalid_section(section: &str, error: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Field {
+        key: section.into(),
+        message: error.to_string(),
     }
 }
 
@@ -557,7 +635,16 @@ mod tests {
         let e = err("[server]\nrtp_port_min = 5000\nrtp_port_max = 4000\n");
         assert!(e.contains("server.rtp_port_min"), "{e}");
         let e = err("[events]\nsinks = [\"kafka\"]\n");
-        assert!(e.contains("events.sinks") && e.contains("stdout"), "{e}");
+        assert!(
+            e.contains("events.sinks") && e.contains("stdout") && e.contains("nats"),
+            "{e}"
+        );
+        let e = err("[commands]\nsources = [\"smtp\"]\n");
+        assert!(e.contains("commands.sources") && e.contains("http"), "{e}");
+        let e = err("[events]\nsinks = [\"webhook\"]\n");
+        assert!(e.contains("events.webhook.url"), "{e}");
+        let e = err("[events.redis]\nstream_per = \"galaxy\"\n");
+        assert!(e.contains("events.redis.stream_per"), "{e}");
     }
 
     #[test]

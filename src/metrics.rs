@@ -145,9 +145,6 @@ pub struct Metrics {
     pub asr_audio_dropped: Counter,
     pub asr_errors: LabeledCounter,
     pub asr_final_latency: Histogram,
-    pub events_published: Counter,
-    pub events_failed: Counter,
-    pub events_dropped: Counter,
     sinks: Mutex<Vec<(&'static str, std::sync::Arc<SinkMetrics>)>>,
 }
 
@@ -171,9 +168,6 @@ impl Default for Metrics {
             asr_audio_dropped: Counter::default(),
             asr_errors: LabeledCounter::default(),
             asr_final_latency: Histogram::new(LATENCY_BOUNDS),
-            events_published: Counter::default(),
-            events_failed: Counter::default(),
-            events_dropped: Counter::default(),
             sinks: Mutex::new(Vec::new()),
         }
     }
@@ -278,24 +272,7 @@ impl Metrics {
             "Audio chunks dropped because the ASR stream was not keeping up.",
             self.asr_audio_dropped.get().to_string(),
         );
-        scalar(
-            "asrgw_events_published_total",
-            "counter",
-            "Events delivered to a sink.",
-            self.events_published.get().to_string(),
-        );
-        scalar(
-            "asrgw_events_failed_total",
-            "counter",
-            "Events a sink failed to deliver.",
-            self.events_failed.get().to_string(),
-        );
-        scalar(
-            "asrgw_events_dropped_total",
-            "counter",
-            "Events dropped because the publish queue was full.",
-            self.events_dropped.get().to_string(),
-        );
+
         render_labeled(
             &mut out,
             "asrgw_sessions_ended_total",

@@ -13,21 +13,15 @@ use crate::asr::embedded::{self, EngineError};
 use crate::asr::proto::recognizer_client::RecognizerClient;
 use crate::asr::proto::{recognize_request, AudioEncoding, RecognizeRequest, StreamConfig};
 use crate::config::Config;
+use crate::control::commands::{CommandHandler, Dispatcher};
 use crate::control::http::{self, ApiState};
 use crate::events::model::Event;
+use crate::events::outbox::OutboxError;
 use crate::events::publisher::Publisher;
 use crate::events::sink::Sink;
 use crate::events::stdout::StdoutSink;
 use crate::ingest::manager::SessionManager;
 use crate::metrics::Metrics;
-
-/// Files a CTranslate2 Whisper model directory must hold.
-pub const MODEL_FILES: &[&str] = &[
-    "model.bin",
-    "config.json",
-    "tokenizer.json",
-    "preprocessor_config.json",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -44,6 +38,10 @@ pub enum ServeError {
     EngineNotReady { detail: String },
     #[error("{0}")]
     Client(#[from] ClientError),
+    #[error("event sink {sink}: {detail}")]
+    Sink { sink: &'static str, detail: String },
+    #[error("{0}")]
+    Outbox(#[from] OutboxError),
 }
 
 struct EmbeddedEngine {
@@ -61,7 +59,9 @@ pub struct Gateway {
     config: Arc<Config>,
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<()>,
-    sink_task: JoinHandle<()>,
+    /// Tells command consumers to stop taking new commands.
+    commands_stop: tokio::sync::watch::Sender<bool>,
+    command_tasks: Vec<JoinHandle<()>>,
     engine: Option<EmbeddedEngine>,
 }
 
@@ -96,22 +96,26 @@ impl Gateway {
                 source,
             })?;
         let client = AsrClient::new(config.client(engine_endpoint.clone()))?;
-        let sinks: Vec<Box<dyn Sink>> = config
-            .events
-            .sinks
-            .iter()
-            // Config validation admits only `stdout` today; brokers arrive with issue 3.
-            .map(|_| Box::new(StdoutSink) as Box<dyn Sink>)
-            .collect();
-        let (publisher, sink_task) = Publisher::start(sinks, config.events.queue, metrics.clone());
+        let sinks = build_sinks(&config).await?;
+        let publisher = Publisher::start(sinks, &config.outbox, &metrics)?;
         let manager =
             SessionManager::new(config.clone(), client, publisher.clone(), metrics.clone());
+        let dispatcher = Arc::new(Dispatcher::new(
+            manager.clone(),
+            publisher.clone(),
+            config.event_source().into(),
+            config.vad(),
+        ));
+        let (commands_stop, commands_stopped) = tokio::sync::watch::channel(false);
+        let command_tasks = start_command_sources(&config, &dispatcher, &commands_stopped);
         let default_host = if config.server.rtp_bind.is_unspecified() {
             "127.0.0.1".to_owned()
         } else {
             config.server.rtp_bind.to_string()
         };
+        let http_commands = config.commands.sources.iter().any(|s| s == "http");
         let router = http::router(ApiState {
+            commands: http_commands.then(|| dispatcher.clone()),
             manager: manager.clone(),
             metrics: metrics.clone(),
             advertise_host: config.server.advertise_host.clone(),
@@ -139,7 +143,8 @@ impl Gateway {
             config,
             http_stop,
             http_task,
-            sink_task,
+            commands_stop,
+            command_tasks,
             engine,
         })
     }
@@ -163,13 +168,15 @@ impl Gateway {
 
     /// End all sessions (waiting for their finals), stop HTTP, flush sinks, stop the engine.
     pub async fn shutdown(self) {
+        let _ = self.commands_stop.send(true);
+        for task in self.command_tasks {
+            let _ = task.await;
+        }
         let wait = Duration::from_millis(self.config.asr.final_timeout_ms) + Duration::from_secs(5);
         self.manager.shutdown(wait).await;
         let _ = self.http_stop.send(());
         let _ = self.http_task.await;
-        drop(self.manager);
-        drop(self.publisher);
-        let _ = self.sink_task.await;
+        self.publisher.shutdown().await;
         if let Some(engine) = self.engine {
             let _ = engine.stop.send(());
             match engine.task.await {
@@ -181,6 +188,84 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The configured sinks, connected lazily: a broker that is down at startup does not stop
+/// the gateway; its outbox holds events until it is reachable.
+async fn build_sinks(config: &Config) -> Result<Vec<Arc<dyn Sink>>, ServeError> {
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    for name in &config.events.sinks {
+        let sink: Arc<dyn Sink> =
+            match name.as_str() {
+                "stdout" => Arc::new(StdoutSink),
+                "nats" => Arc::new(
+                    crate::events::nats::NatsSink::connect(config.events.nats.clone())
+                        .await
+                        .map_err(|e| ServeError::Sink {
+                            sink: "nats",
+                            detail: e.to_string(),
+                        })?,
+                ),
+                "redis" => Arc::new(
+                    crate::events::redis_streams::RedisSink::new(config.events.redis.clone())
+                        .map_err(|e| ServeError::Sink {
+                            sink: "redis",
+                            detail: e.to_string(),
+                        })?,
+                ),
+                "webhook" => Arc::new(
+                    crate::events::webhook::WebhookSink::new(config.events.webhook.clone())
+                        .map_err(|e| ServeError::Sink {
+                            sink: "webhook",
+                            detail: e.to_string(),
+                        })?,
+                ),
+                other => unreachable!("config validation admits only known sinks, not {other}"),
+            };
+        sinks.push(sink);
+    }
+    Ok(sinks)
+}
+
+/// One task per broker command source; each stops when `stop` turns true.
+fn start_command_sources(
+    config: &Config,
+    dispatcher: &Arc<Dispatcher>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for source in &config.commands.sources {
+        let handler: Arc<dyn CommandHandler> = dispatcher.clone();
+        let mut stop = stop.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let task = match source.as_str() {
+            "http" => continue,
+            "nats" => {
+                let cfg = config.commands.nats.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::control::nats::run(cfg, handler, shutdown).await {
+                        tracing::error!(error = %e, "NATS command consumer stopped");
+                    }
+                })
+            }
+            "redis" => {
+                let cfg = config.commands.redis.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::control::redis_streams::run(cfg, handler, shutdown).await
+                    {
+                        tracing::error!(error = %e, "Redis command consumer stopped");
+                    }
+                })
+            }
+            other => {
+                unreachable!("config validation admits only known command sources, not {other}")
+            }
+        };
+        tasks.push(task);
+    }
+    tasks
 }
 
 async fn start_embedded(config: &Config) -> Result<(String, EmbeddedEngine), ServeError> {

@@ -10,6 +10,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::control::commands::{CommandOutcome, Dispatcher};
 use crate::events::model::EndCause;
 use crate::ingest::manager::{ManagerError, SessionManager, SessionRequest};
 use crate::metrics::Metrics;
@@ -17,6 +18,8 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct ApiState {
     pub manager: Arc<SessionManager>,
+    /// Commands over HTTP, when `commands.sources` has `http`.
+    pub commands: Option<Arc<Dispatcher>>,
     pub metrics: Arc<Metrics>,
     /// `server.advertise_host`, if set.
     pub advertise_host: Option<String>,
@@ -28,6 +31,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", delete(delete_session))
+        .route("/v1/commands", post(command))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -73,6 +77,25 @@ async fn create_session(
             error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn command(State(state): State<ApiState>, body: Bytes) -> Response {
+    let Some(dispatcher) = state.commands else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "HTTP commands are off: add \"http\" to commands.sources",
+        );
+    };
+    match dispatcher.dispatch(&body).await {
+        CommandOutcome::Accepted => {
+            (StatusCode::ACCEPTED, Json(json!({ "outcome": "accepted" }))).into_response()
+        }
+        CommandOutcome::Rejected { reason } => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "outcome": "rejected", "reason": reason })),
+        )
+            .into_response(),
     }
 }
 

@@ -45,8 +45,19 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Start `asr-gateway serve` with this extra TOML (appended to a test base config).
+    /// Start `asr-gateway serve` with this extra TOML (appended to a test base config), in
+    /// a fresh state directory (outbox journal).
     pub fn start(extra_toml: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "asrgw-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        Self::start_in(&dir, extra_toml)
+    }
+
+    /// Start in `dir` (kept across restarts: its journal survives a killed gateway).
+    pub fn start_in(dir: &std::path::Path, extra_toml: &str) -> Self {
         let ports = port_base();
         let base = format!(
             "[server]\nhttp_listen = \"127.0.0.1:0\"\nrtp_bind = \"127.0.0.1\"\nrtp_port_min = {}\nrtp_port_max = {}\ninstance = \"test\"\n",
@@ -60,13 +71,14 @@ impl GatewayProcess {
                 model_dir().display()
             ));
         }
+        if !extra_toml.contains("[outbox]") {
+            toml.push_str(&format!(
+                "[outbox]\njournal_dir = \"{}\"\n",
+                dir.join("journal").display()
+            ));
+        }
         toml.push_str(extra_toml);
-        let dir = std::env::temp_dir().join(format!(
-            "asrgw-test-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("gateway.toml");
         std::fs::write(&config, &toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
@@ -198,6 +210,23 @@ impl GatewayProcess {
             .map(|e| e["data"]["text"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+impl GatewayProcess {
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit (sessions end, outboxes flush or journal).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
     }
 }
 
