@@ -619,9 +619,10 @@ impl Journal {
     }
 
     /// Move `head` and `read` past every line with seq below `limit` (and garbage among
-    /// them). True if the journal changed.
+    /// them). True if `head` moved.
     fn consume_below(&mut self, limit: u64) -> bool {
-        let mut changed = false;
+        // Lines handed out by `read_batch` lie between `head` and `read` already.
+        let mut changed = self.head != self.read;
         loop {
             match self.next_line() {
                 Ok(Some(line)) => match parse_seq(&line) {
