@@ -18,19 +18,15 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
+use crate::events::outbox::journal_format::{self as format, Chunk};
+use crate::events::outbox::journal_reader::{FrontReader, Segment};
 use crate::events::outgoing::OutgoingEvent;
 use crate::metrics::SinkMetrics;
 
-const SEGMENT_EXT: &str = "jsonl";
-const CURSOR: &str = "cursor";
-const CURSOR_TMP: &str = "cursor.tmp";
-const LOCK: &str = "lock";
 /// Upper bound of a segment's size in bytes (a segment may exceed it by one line).
 /// Segments are also at most 1/16 of the journal bound, so dropping the oldest segment at the
 /// bound removes a small slice of the journal, not most of it.
@@ -66,7 +62,10 @@ impl JournalError {
     }
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> JournalError + 'a {
     move |source| JournalError::Io {
         op,
         path: path.to_path_buf(),
@@ -118,25 +117,6 @@ impl SyncWork {
     }
 }
 
-struct Segment {
-    path: PathBuf,
-    /// File size in bytes as far as this journal knows (exact unless a write failed).
-    bytes: u64,
-    /// Lines, torn or garbage ones included.
-    lines: u64,
-    /// Largest seq of a parseable line, if any.
-    last_seq: Option<u64>,
-    /// Only the segment this process appends to; at most one, always the last.
-    writable: bool,
-}
-
-/// A position in the front segment: byte offset and line index (both from its start).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Pos {
-    offset: u64,
-    line: u64,
-}
-
 pub struct Journal {
     dir: PathBuf,
     sink: &'static str,
@@ -146,16 +126,8 @@ pub struct Journal {
     segments: VecDeque<Segment>,
     /// Append handle of the last segment while it is `writable`.
     writer: Option<File>,
-    head: Pos,
-    read: Pos,
-    /// Open on the front segment at `read` (plus `lookahead`); opened lazily.
-    reader: Option<BufReader<File>>,
-    /// A line read past `read` and given back (its seq was beyond what the caller wanted).
-    lookahead: Option<Vec<u8>>,
-    /// The reader reached the end of a sealed front segment.
-    read_eof: bool,
-    /// Garbage lines between `head` and `read` (already counted as dropped).
-    garbage_unacked: u64,
+    /// `head` and `read` in the front segment.
+    front: FrontReader,
     done_below: u64,
     next_seq: u64,
     total_bytes: u64,
@@ -179,7 +151,7 @@ impl Journal {
         metrics: Arc<SinkMetrics>,
     ) -> Result<Self, JournalError> {
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let lock_path = dir.join(LOCK);
+        let lock_path = dir.join(format::LOCK);
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -192,12 +164,19 @@ impl Journal {
             Err(fs::TryLockError::WouldBlock) => return Err(JournalError::Locked { dir }),
             Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
-        let done_below = read_cursor(&dir, sink)?;
+        let done_below = format::read_cursor(&dir, sink)?;
         let mut segments = VecDeque::new();
         let mut next_seq = done_below;
         let (mut total_bytes, mut total_lines) = (0, 0);
-        for (first_seq, path) in list_segments(&dir)? {
-            let seg = scan_segment(path)?;
+        for (first_seq, path) in format::list_segments(&dir)? {
+            let scanned = format::scan_segment(&path)?;
+            let seg = Segment {
+                path,
+                bytes: scanned.bytes,
+                lines: scanned.lines,
+                last_seq: scanned.last_seq,
+                writable: false,
+            };
             if seg.bytes == 0 {
                 let _ = fs::remove_file(&seg.path);
                 continue;
@@ -218,12 +197,7 @@ impl Journal {
             segment_max: (max_bytes / 16).clamp(1, SEGMENT_MAX_BYTES),
             segments,
             writer: None,
-            head: Pos::default(),
-            read: Pos::default(),
-            reader: None,
-            lookahead: None,
-            read_eof: false,
-            garbage_unacked: 0,
+            front: FrontReader::default(),
             done_below,
             next_seq,
             total_bytes,
@@ -257,8 +231,7 @@ impl Journal {
 
     /// Lines not yet delivered (events, plus garbage lines not reached yet).
     pub fn pending(&self) -> u64 {
-        self.total_lines
-            .saturating_sub(self.head.line + self.garbage_unacked)
+        self.total_lines.saturating_sub(self.front.behind())
     }
 
     pub fn bytes(&self) -> u64 {
@@ -276,12 +249,8 @@ impl Journal {
 
     /// Nothing left to read (lines may still await `ack`). Cheap: no IO.
     pub fn is_drained(&self) -> bool {
-        if self.lookahead.is_some() {
-            return false;
-        }
         match (self.segments.len(), self.segments.front()) {
-            (1, Some(front)) if front.writable => self.read.offset >= front.bytes,
-            (1, Some(_)) => self.read_eof,
+            (1, Some(front)) => self.front.at_end(front),
             (n, _) => n == 0,
         }
     }
@@ -303,7 +272,7 @@ impl Journal {
         let mut chunk = Chunk::default();
         let mut lost_oldest = 0;
         for (seq, event) in events {
-            let line_len = decimal_len(seq) + 1 + event.json.len() as u64 + 1;
+            let line_len = format::decimal_len(seq) + 1 + event.json.len() as u64 + 1;
             let has_newline = event.json.contains(&b'\n');
             if has_newline || line_len > self.max_bytes {
                 if let Err(e) = self.flush(&mut chunk, &mut out) {
@@ -410,14 +379,14 @@ impl Journal {
     }
 
     fn create_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
-        let path = self.dir.join(format!("{first_seq:020}.{SEGMENT_EXT}"));
+        let path = format::segment_path(&self.dir, first_seq);
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
             .open(&path)
             .map_err(io_err("create", &path))?;
         if self.segments.is_empty() {
-            self.reset_read();
+            self.front.reset();
         }
         self.segments.push_back(Segment {
             path,
@@ -446,9 +415,7 @@ impl Journal {
         let Some(seg) = self.segments.pop_front() else {
             return 0;
         };
-        let lost = seg
-            .lines
-            .saturating_sub(self.head.line + self.garbage_unacked);
+        let lost = seg.lines.saturating_sub(self.front.behind());
         if seg.writable {
             self.writer = None;
         }
@@ -456,7 +423,7 @@ impl Journal {
         if let Some(last) = seg.last_seq {
             self.done_below = self.done_below.max(last + 1);
         }
-        self.reset_read();
+        self.front.reset();
         self.metrics.dropped.add(lost);
         lost
     }
@@ -473,30 +440,17 @@ impl Journal {
         self.dir_dirty = true;
     }
 
-    fn reset_read(&mut self) {
-        self.head = Pos::default();
-        self.read = Pos::default();
-        self.reader = None;
-        self.lookahead = None;
-        self.read_eof = false;
-        self.garbage_unacked = 0;
-    }
-
     /// Delete front segments that are sealed and completely behind `head`. True if any.
     fn gc(&mut self) -> bool {
         let mut removed = false;
         while let Some(front) = self.segments.front() {
-            let finished = !front.writable
-                && self.read_eof
-                && self.head == self.read
-                && self.lookahead.is_none();
-            if !finished {
+            if !self.front.finished(front) {
                 break;
             }
             if let Some(seg) = self.segments.pop_front() {
                 self.remove_segment_file(&seg);
             }
-            self.reset_read();
+            self.front.reset();
             removed = true;
         }
         removed
@@ -504,48 +458,15 @@ impl Journal {
 
     /// The next raw line of the front segment (newline kept if present), or None at its end.
     fn next_line(&mut self) -> Result<Option<Vec<u8>>, JournalError> {
-        if let Some(line) = self.lookahead.take() {
-            self.read.offset += line.len() as u64;
-            self.read.line += 1;
-            return Ok(Some(line));
+        match self.segments.front() {
+            Some(front) => self.front.next_line(front),
+            None => Ok(None),
         }
-        let Some(front) = self.segments.front() else {
-            return Ok(None);
-        };
-        // The writable tail holds whole lines up to `bytes`; never read past what we wrote.
-        if front.writable && self.read.offset >= front.bytes {
-            return Ok(None);
-        }
-        if self.reader.is_none() {
-            let mut file = File::open(&front.path).map_err(io_err("open", &front.path))?;
-            file.seek(SeekFrom::Start(self.read.offset))
-                .map_err(io_err("seek", &front.path))?;
-            self.reader = Some(BufReader::with_capacity(64 * 1024, file));
-        }
-        let reader = self.reader.as_mut().expect("opened above");
-        let mut line = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_err("read", &front.path))?;
-        if n == 0 {
-            self.read_eof = !front.writable;
-            return Ok(None);
-        }
-        self.read.offset += n as u64;
-        self.read.line += 1;
-        Ok(Some(line))
-    }
-
-    fn unread(&mut self, line: Vec<u8>) {
-        self.read.offset -= line.len() as u64;
-        self.read.line -= 1;
-        self.lookahead = Some(line);
     }
 
     /// The front segment cannot be read: give up on what it still holds (counted, logged).
     fn lose_front(&mut self, err: &JournalError) {
-        self.head = self.read;
-        self.garbage_unacked = 0;
+        self.front.settle();
         let lost = self.drop_front();
         tracing::error!(sink = self.sink, error = %err, dropped = lost,
             "journal segment unreadable: its remaining events dropped");
@@ -553,14 +474,14 @@ impl Journal {
 
     fn skip_garbage(&mut self, line: &[u8], why: &'static str) {
         self.skipped += 1;
-        self.garbage_unacked += 1;
+        self.front.note_garbage();
         self.metrics.dropped.inc();
         if self.skipped <= SKIP_LOG_FIRST || self.skipped.is_multiple_of(SKIP_LOG_EVERY) {
             let path = self.segments.front().map(|s| s.path.display().to_string());
             tracing::warn!(
                 sink = self.sink,
                 segment = path.unwrap_or_default(),
-                line = self.read.line,
+                line = self.front.line_number(),
                 why,
                 torn = !line.ends_with(b"\n"),
                 skipped_total = self.skipped,
@@ -573,16 +494,14 @@ impl Journal {
     /// spans segments). Empty only when the journal is drained. Must not be called while
     /// events it returned earlier are still unacknowledged.
     pub fn read_batch(&mut self, max: usize) -> Vec<(u64, OutgoingEvent)> {
-        self.head = self.read;
-        self.garbage_unacked = 0;
+        self.front.settle();
         let mut out = Vec::with_capacity(max.min(1024));
         while out.len() < max {
             let line = match self.next_line() {
                 Ok(Some(line)) => line,
                 Ok(None) => {
                     if out.is_empty() {
-                        self.head = self.read;
-                        self.garbage_unacked = 0;
+                        self.front.settle();
                         if self.gc() {
                             continue;
                         }
@@ -594,11 +513,11 @@ impl Journal {
                         self.lose_front(&e);
                         continue;
                     }
-                    self.reader = None;
+                    self.front.close_file();
                     break;
                 }
             };
-            match parse_line(&line) {
+            match format::parse_line(&line) {
                 Ok((seq, _)) if seq < self.done_below => {}
                 Ok((seq, event)) => out.push((seq, event)),
                 Err(why) => self.skip_garbage(&line, why),
@@ -622,12 +541,12 @@ impl Journal {
     /// them). True if `head` moved.
     fn consume_below(&mut self, limit: u64) -> bool {
         // Lines handed out by `read_batch` lie between `head` and `read` already.
-        let mut changed = self.head != self.read;
+        let mut changed = self.front.in_flight();
         loop {
             match self.next_line() {
-                Ok(Some(line)) => match parse_seq(&line) {
+                Ok(Some(line)) => match format::parse_seq(&line) {
                     Some(seq) if seq >= limit => {
-                        self.unread(line);
+                        self.front.unread(line);
                         break;
                     }
                     Some(_) => changed = true,
@@ -637,8 +556,7 @@ impl Journal {
                     }
                 },
                 Ok(None) => {
-                    self.head = self.read;
-                    self.garbage_unacked = 0;
+                    self.front.settle();
                     if !self.gc() {
                         break;
                     }
@@ -650,8 +568,7 @@ impl Journal {
                 }
             }
         }
-        self.head = self.read;
-        self.garbage_unacked = 0;
+        self.front.settle();
         changed
     }
 
@@ -659,15 +576,7 @@ impl Journal {
         if self.cursor_on_disk == Some(self.done_below) && !sync {
             return Ok(());
         }
-        let tmp = self.dir.join(CURSOR_TMP);
-        let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        file.write_all(format!("{}\n", self.done_below).as_bytes())
-            .map_err(io_err("write", &tmp))?;
-        if sync {
-            file.sync_all().map_err(io_err("fsync", &tmp))?;
-        }
-        let cursor = self.dir.join(CURSOR);
-        fs::rename(&tmp, &cursor).map_err(io_err("rename", &cursor))?;
+        format::write_cursor(&self.dir, self.done_below, sync)?;
         self.cursor_on_disk = Some(self.done_below);
         Ok(())
     }
@@ -696,120 +605,4 @@ impl Journal {
         self.closed = true;
         synced.and(flushed)
     }
-}
-
-#[derive(Default)]
-struct Chunk {
-    buf: Vec<u8>,
-    lines: u64,
-    last_seq: u64,
-}
-
-impl Chunk {
-    fn push(&mut self, seq: u64, json: &[u8]) {
-        // Writing into a Vec cannot fail.
-        let _ = write!(self.buf, "{seq} ");
-        self.buf.extend_from_slice(json);
-        self.buf.push(b'\n');
-        self.lines += 1;
-        self.last_seq = seq;
-    }
-
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.lines = 0;
-    }
-}
-
-fn decimal_len(mut n: u64) -> u64 {
-    let mut len = 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
-}
-
-/// The `<seq>` of a `<seq> <json>` line.
-fn parse_seq(line: &[u8]) -> Option<u64> {
-    split_seq(line).map(|(seq, _)| seq)
-}
-
-/// `(seq, json)` of a `<seq> <json>` line (the JSON with whatever follows it).
-fn split_seq(line: &[u8]) -> Option<(u64, &[u8])> {
-    let space = line.iter().take(21).position(|&b| b == b' ')?;
-    let digits = &line[..space];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let seq = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some((seq, &line[space + 1..]))
-}
-
-/// A whole line back to its event. A line without its newline (torn by a crash) is accepted
-/// only if its JSON is complete, which a JSON object cannot be when cut short.
-fn parse_line(line: &[u8]) -> Result<(u64, OutgoingEvent), &'static str> {
-    let (seq, rest) = split_seq(line).ok_or("no sequence number")?;
-    let json = rest.strip_suffix(b"\n").unwrap_or(rest);
-    let event = OutgoingEvent::from_json(Bytes::copy_from_slice(json))
-        .map_err(|_| "not a complete CloudEvents JSON object")?;
-    Ok((seq, event))
-}
-
-fn read_cursor(dir: &Path, sink: &'static str) -> Result<u64, JournalError> {
-    let path = dir.join(CURSOR);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(text.trim().parse().unwrap_or_else(|_| {
-            tracing::warn!(sink, path = %path.display(),
-                "journal cursor unreadable: replaying every journaled event");
-            0
-        })),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(io_err("read", &path)(e)),
-    }
-}
-
-/// `(first seq, path)` of every segment file, oldest first.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let path = entry.map_err(io_err("list", dir))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
-            continue;
-        }
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if let Ok(first_seq) = stem.parse::<u64>() {
-            found.push((first_seq, path));
-        }
-    }
-    found.sort_unstable();
-    Ok(found)
-}
-
-fn scan_segment(path: PathBuf) -> Result<Segment, JournalError> {
-    let file = File::open(&path).map_err(io_err("open", &path))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut seg = Segment {
-        path,
-        bytes: 0,
-        lines: 0,
-        last_seq: None,
-        writable: false,
-    };
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_err("read", &seg.path))?;
-        if n == 0 {
-            break;
-        }
-        seg.bytes += n as u64;
-        seg.lines += 1;
-        if let Some(seq) = parse_seq(&line) {
-            seg.last_seq = Some(seg.last_seq.map_or(seq, |last| last.max(seq)));
-        }
-    }
-    Ok(seg)
 }

@@ -29,6 +29,8 @@
 //! Journal format: see `events::journal`.
 
 mod deliver;
+pub(crate) mod journal_format;
+pub(crate) mod journal_reader;
 mod queue;
 #[cfg(test)]
 mod tests;
