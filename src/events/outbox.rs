@@ -20,11 +20,17 @@
 //!   `retry_initial_ms` to `retry_max_ms`. Events the journal dropped meanwhile (size bound)
 //!   are trimmed from the batch. Redelivery after a crash is at-least-once, same ids.
 //! - Bound: the journal drops its oldest segments to stay under `journal_max_bytes`
-//!   (`SinkMetrics::dropped`, one error log per drop with the count). Torn or garbage journal
+//!   (`SinkMetrics::dropped`, one error log per drop with the count); an event dropped while
+//!   its batch is in the air may still arrive, and stays counted. Torn or garbage journal
 //!   lines are skipped, logged and counted in `dropped` too (see `OutboxStats::skipped_lines`).
+//! - Disk errors: if a journal write fails, new events stay in memory while there is room (the
+//!   journal is retried after a second), else they are dropped, counted and logged.
+//! - Locking: one std `Mutex` per outbox, never held across `.await`. `push` holds it for a
+//!   queue insert, or in journal mode for one `write` (a few µs); the task does journal reads,
+//!   acks and fsyncs on the blocking pool.
 //! - Shutdown: deliver for up to `shutdown_flush_ms`, then journal memory, fsync, write the
-//!   cursor, release the directory lock. `start` on the same directory replays the journal
-//!   first, in order, before anything pushed after the restart.
+//!   cursor, release the directory lock (later pushes are dropped and counted). `start` on the
+//!   same directory replays the journal first, in order, before anything pushed after it.
 //!
 //! Journal format: see `events::journal`.
 

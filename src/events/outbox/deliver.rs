@@ -59,6 +59,8 @@ pub(super) async fn run(
     let mut backoff = retry.initial;
     let mut failure_log = RateLimit::default();
     loop {
+        // A sink whose publish is ready at once must not keep this worker thread forever.
+        tokio::task::consume_budget().await;
         let deadline = *stop.borrow_and_update();
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
