@@ -193,6 +193,22 @@ impl GatewayProcess {
         }
     }
 
+    /// Every event seen so far, in arrival order.
+    pub fn all(&self) -> Vec<Value> {
+        self.seen.clone()
+    }
+
+    /// Read events for up to `wait`.
+    pub fn pump(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while let Ok(e) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(e);
+        }
+    }
+
     /// Every event seen so far for a session, in arrival order.
     pub fn of(&self, session_id: &str) -> Vec<Value> {
         self.seen
