@@ -58,7 +58,8 @@ impl Default for NatsCommandsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             stream: "ASR_COMMANDS".into(),
-            subject: "asr.commands".into(),
+            // Outside the events stream's `asr.>`: JetStream refuses overlapping streams.
+            subject: "asr-commands".into(),
             durable: "asr-gateway".into(),
             ack_wait_s: 30,
             max_deliver: 5,
@@ -275,7 +276,7 @@ mod tests {
         assert_eq!(c, NatsCommandsConfig::default());
         assert_eq!(c.url, "nats://127.0.0.1:4222");
         assert_eq!(c.stream, "ASR_COMMANDS");
-        assert_eq!(c.subject, "asr.commands");
+        assert_eq!(c.subject, "asr-commands");
         assert_eq!(c.durable, "asr-gateway");
         assert_eq!((c.ack_wait_s, c.max_deliver), (30, 5));
         assert!(c.validate().is_ok());

@@ -40,7 +40,20 @@ pub enum VadError {
     UnsupportedAggressiveness(u8),
     #[error("frame of {got} samples, expected {expected}")]
     FrameLength { got: usize, expected: usize },
+    #[error("VAD {setting} of {value} ms is out of range (at most {max} ms)")]
+    OutOfRange {
+        setting: &'static str,
+        value: u32,
+        max: u32,
+    },
 }
+
+/// Upper bounds of the millisecond settings. They bound the pre-roll ring's size, so
+/// untrusted values (a command's `vad` options) can never ask for a huge allocation.
+pub const MAX_PREROLL_MS: u32 = 5_000;
+pub const MAX_MIN_SPEECH_MS: u32 = 5_000;
+pub const MAX_HANGOVER_MS: u32 = 60_000;
+pub const MAX_UTTERANCE_MS: u32 = 600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -223,6 +236,24 @@ fn frames_for(ms: u32, frame_ms: u32) -> u32 {
 
 impl Segmenter {
     pub fn new(config: VadConfig, sample_rate: u32) -> Result<Self, VadError> {
+        for (setting, value, max) in [
+            ("preroll_ms", config.preroll_ms, MAX_PREROLL_MS),
+            ("min_speech_ms", config.min_speech_ms, MAX_MIN_SPEECH_MS),
+            ("hangover_ms", config.hangover_ms, MAX_HANGOVER_MS),
+            (
+                "max_utterance_ms",
+                config.max_utterance_ms,
+                MAX_UTTERANCE_MS,
+            ),
+        ] {
+            if value > max {
+                return Err(VadError::OutOfRange {
+                    setting,
+                    value,
+                    max,
+                });
+            }
+        }
         let vad = WebRtcVad::new(config.aggressiveness, sample_rate, config.frame_ms)?;
         let frame_len = vad.frame_len();
         let fms = config.frame_ms;

@@ -427,3 +427,35 @@ fn single_phrase_fixtures_give_one_utterance_each() {
         );
     }
 }
+
+#[test]
+fn huge_millisecond_settings_are_refused_before_allocating() {
+    let huge = VadConfig {
+        preroll_ms: u32::MAX,
+        ..VadConfig::default()
+    };
+    assert!(matches!(
+        Segmenter::new(huge, RATE),
+        Err(VadError::OutOfRange {
+            setting: "preroll_ms",
+            ..
+        })
+    ));
+    let huge = VadConfig {
+        min_speech_ms: u32::MAX,
+        ..VadConfig::default()
+    };
+    assert!(matches!(
+        Segmenter::new(huge, RATE),
+        Err(VadError::OutOfRange {
+            setting: "min_speech_ms",
+            ..
+        })
+    ));
+    let at_limit = VadConfig {
+        preroll_ms: MAX_PREROLL_MS,
+        hangover_ms: MAX_HANGOVER_MS,
+        ..VadConfig::default()
+    };
+    assert!(Segmenter::new(at_limit, RATE).is_ok());
+}
