@@ -63,6 +63,8 @@ pub enum RabbitCommandsError {
     InvalidUrl(String),
     #[error("rabbitmq commands: {field} is {len} bytes; AMQP names hold at most 255")]
     NameTooLong { field: &'static str, len: usize },
+    #[error("rabbitmq commands: {field} must not be empty")]
+    EmptyName { field: &'static str },
     #[error("rabbitmq commands: prefetch must be at least 1")]
     ZeroPrefetch,
 }
@@ -183,6 +185,9 @@ impl Target {
             .parse()
             .map_err(|e: String| RabbitCommandsError::InvalidUrl(e))?;
         let name = |field: &'static str, value: String| {
+            if value.is_empty() {
+                return Err(RabbitCommandsError::EmptyName { field });
+            }
             let len = value.len();
             ShortString::try_new(value).map_err(|_| RabbitCommandsError::NameTooLong { field, len })
         };
@@ -302,6 +307,13 @@ mod tests {
                 ..Default::default()
             }),
             Err(RabbitCommandsError::NameTooLong { .. })
+        ));
+        assert!(matches!(
+            Target::new(&RabbitCommandsConfig {
+                dead_letter_exchange: String::new(),
+                ..Default::default()
+            }),
+            Err(RabbitCommandsError::EmptyName { .. })
         ));
         assert!(matches!(
             Target::new(&RabbitCommandsConfig {

@@ -88,7 +88,7 @@ pub struct RabbitSink {
     config: RabbitConfig,
     uri: AMQPUri,
     exchange: ShortString,
-    /// `host:port/vhost`, for logs and errors (never the credentials).
+    /// `host:port (vhost v)`, for logs and errors (never the credentials).
     endpoint: String,
     /// Invariant: a link in the slot has no unresolved publisher confirms. A batch takes the
     /// link out and puts it back only once every confirm of the batch is in; a failed or
@@ -109,6 +109,9 @@ impl RabbitSink {
             .url
             .parse()
             .map_err(|e| invalid(format!("url: {e}")))?;
+        if config.exchange.is_empty() {
+            return Err(invalid("exchange must not be empty".into()));
+        }
         let exchange = ShortString::try_new(config.exchange.clone())
             .map_err(|e| invalid(format!("exchange: {e}")))?;
         if config.routing_prefix.len() > PREFIX_MAX {
@@ -416,5 +419,10 @@ mod tests {
             ..RabbitConfig::default()
         };
         assert!(RabbitSink::connect(long_prefix).is_err());
+        let no_exchange = RabbitConfig {
+            exchange: String::new(),
+            ..RabbitConfig::default()
+        };
+        assert!(RabbitSink::connect(no_exchange).is_err());
     }
 }
