@@ -30,3 +30,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 ./scripts/fetch-model.sh
+
+# The example consumer's client library (the test suite runs examples/consumer.py).
+if ! python3 -c 'import aio_pika' 2>/dev/null; then
+  # Debian's system Python refuses plain pip installs (PEP 668); a venv-less CI box needs the flag.
+  python3 -m pip install -q -r examples/requirements.txt 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages -r examples/requirements.txt
+fi

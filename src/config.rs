@@ -14,9 +14,11 @@ use serde::Deserialize;
 use crate::asr::client::ClientConfig;
 use crate::asr::embedded::EngineConfig;
 use crate::control::nats::NatsCommandsConfig;
+use crate::control::rabbitmq::RabbitCommandsConfig;
 use crate::control::redis_streams::RedisCommandsConfig;
 use crate::events::nats::NatsConfig;
 use crate::events::outbox::OutboxConfig;
+use crate::events::rabbitmq::RabbitConfig;
 use crate::events::redis_streams::RedisConfig;
 use crate::events::webhook::WebhookConfig;
 use crate::media::codec::{CodecKind, PayloadTypeMap};
@@ -225,8 +227,9 @@ impl Default for EngineSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
-    /// Sinks to publish every event to, any of `stdout`, `nats`, `redis`, `webhook`.
+    /// Sinks to publish every event to, any of `stdout`, `rabbitmq`, `nats`, `redis`, `webhook`.
     pub sinks: Vec<String>,
+    pub rabbitmq: RabbitConfig,
     pub nats: NatsConfig,
     pub redis: RedisConfig,
     pub webhook: WebhookConfig,
@@ -236,6 +239,7 @@ impl Default for EventsSection {
     fn default() -> Self {
         Self {
             sinks: vec!["stdout".into()],
+            rabbitmq: RabbitConfig::default(),
             nats: NatsConfig::default(),
             redis: RedisConfig::default(),
             webhook: WebhookConfig::default(),
@@ -243,14 +247,15 @@ impl Default for EventsSection {
     }
 }
 
-pub const KNOWN_SINKS: &[&str] = &["stdout", "nats", "redis", "webhook"];
+pub const KNOWN_SINKS: &[&str] = &["stdout", "rabbitmq", "nats", "redis", "webhook"];
 
 /// Where commands from call logic come in.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommandsSection {
-    /// Any of `http` (`POST /v1/commands`), `nats`, `redis`.
+    /// Any of `http` (`POST /v1/commands`), `rabbitmq`, `nats`, `redis`.
     pub sources: Vec<String>,
+    pub rabbitmq: RabbitCommandsConfig,
     pub nats: NatsCommandsConfig,
     pub redis: RedisCommandsConfig,
 }
@@ -259,13 +264,14 @@ impl Default for CommandsSection {
     fn default() -> Self {
         Self {
             sources: vec!["http".into()],
+            rabbitmq: RabbitCommandsConfig::default(),
             nats: NatsCommandsConfig::default(),
             redis: RedisCommandsConfig::default(),
         }
     }
 }
 
-pub const KNOWN_COMMAND_SOURCES: &[&str] = &["http", "nats", "redis"];
+pub const KNOWN_COMMAND_SOURCES: &[&str] = &["http", "rabbitmq", "nats", "redis"];
 
 impl Config {
     /// Load `path` (or defaults when None), apply `ASRGW_*` overrides from `env`, validate.

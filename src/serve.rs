@@ -198,6 +198,13 @@ async fn build_sinks(config: &Config) -> Result<Vec<Arc<dyn Sink>>, ServeError> 
         let sink: Arc<dyn Sink> =
             match name.as_str() {
                 "stdout" => Arc::new(StdoutSink),
+                "rabbitmq" => Arc::new(
+                    crate::events::rabbitmq::RabbitSink::connect(config.events.rabbitmq.clone())
+                        .map_err(|e| ServeError::Sink {
+                            sink: "rabbitmq",
+                            detail: e.to_string(),
+                        })?,
+                ),
                 "nats" => Arc::new(
                     crate::events::nats::NatsSink::connect(config.events.nats.clone())
                         .await
@@ -242,6 +249,14 @@ fn start_command_sources(
         };
         let task = match source.as_str() {
             "http" => continue,
+            "rabbitmq" => {
+                let cfg = config.commands.rabbitmq.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::control::rabbitmq::run(cfg, handler, shutdown).await {
+                        tracing::error!(error = %e, "RabbitMQ command consumer stopped");
+                    }
+                })
+            }
             "nats" => {
                 let cfg = config.commands.nats.clone();
                 tokio::spawn(async move {

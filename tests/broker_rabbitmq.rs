@@ -271,6 +271,7 @@ async fn unroutable_batch_is_rejected_and_link_stays_usable() {
     let sink = RabbitSink::connect(RabbitConfig {
         url: url(),
         exchange: exchange.clone(),
+        mandatory: true,
         ..RabbitConfig::default()
     })
     .unwrap();

@@ -49,6 +49,10 @@ pub struct RabbitConfig {
     pub confirm_timeout_ms: u64,
     /// Longest wait for TCP connect, AMQP handshake and the exchange declaration, ms.
     pub connect_timeout_ms: u64,
+    /// Publish with `mandatory`: an event no queue is bound for comes back and is retried
+    /// (held in the outbox) instead of being discarded by the broker. Off by default, since
+    /// with it on a deployment with no consumer bound yet holds every event behind the first.
+    pub mandatory: bool,
 }
 
 impl Default for RabbitConfig {
@@ -59,6 +63,7 @@ impl Default for RabbitConfig {
             routing_prefix: "asr".into(),
             confirm_timeout_ms: 5_000,
             connect_timeout_ms: 3_000,
+            mandatory: false,
         }
     }
 }
@@ -255,7 +260,7 @@ impl RabbitSink {
                     &event.kind,
                 )),
                 BasicPublishOptions {
-                    mandatory: true,
+                    mandatory: self.config.mandatory,
                     immediate: false,
                 },
                 &event.json,
