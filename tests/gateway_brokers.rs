@@ -1,5 +1,5 @@
 //! The whole gateway against the real brokers on this machine: real RTP sessions in, every
-//! event out to NATS JetStream, Redis Streams and a webhook exactly once and in order per
+//! event out to RabbitMQ, NATS JetStream, Redis Streams and a webhook exactly once and in order per
 //! call; commands in over NATS and Redis; a killed gateway delivers its journal on restart.
 
 mod common;
@@ -172,6 +172,88 @@ async fn redis_events(key: &str, expected: usize) -> Vec<(String, String)> {
     out
 }
 
+/// Declare the events exchange and a queue bound to all its events, as a consumer would
+/// before the gateway starts publishing.
+async fn rabbit_queue(exchange: &str, queue: &str) -> lapin::Channel {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn =
+        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
+            .await
+            .expect("RabbitMQ at 127.0.0.1:5672");
+    let channel = conn.create_channel().await.unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let options = QueueDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "asr.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+}
+
+async fn rabbit_events(
+    channel: &lapin::Channel,
+    queue: &str,
+    expected: usize,
+) -> Vec<(String, String)> {
+    use lapin::options::BasicGetOptions;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expected && Instant::now() < deadline {
+        match channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(message) => {
+                let v: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+                let id = message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string());
+                assert_eq!(
+                    id.as_deref(),
+                    v["id"].as_str(),
+                    "message_id must be the event id"
+                );
+                out.push((
+                    v["subject"].as_str().unwrap().to_owned(),
+                    v["id"].as_str().unwrap().to_owned(),
+                ));
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    out
+}
+
 /// A webhook receiver on a free port that checks the signature and keeps each body.
 fn webhook_receiver(
     rt: &tokio::runtime::Runtime,
@@ -222,8 +304,11 @@ fn every_event_reaches_every_sink_once_and_in_order_per_call() {
         format!("tev{u}"),
         format!("test:{u}:events"),
     );
+    let (exchange, queue) = (format!("test.events.{u}"), format!("test.events.{u}.all"));
+    let rabbit = rt.block_on(rabbit_queue(&exchange, &queue));
     let mut gw = GatewayProcess::start(&format!(
-        "[events]\nsinks = [\"stdout\", \"nats\", \"redis\", \"webhook\"]\n\
+        "[events]\nsinks = [\"stdout\", \"rabbitmq\", \"nats\", \"redis\", \"webhook\"]\n\
+         [events.rabbitmq]\nexchange = \"{exchange}\"\n\
          [events.nats]\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\n\
          [events.redis]\nstream = \"{key}\"\n\
          [events.webhook]\nurl = \"{hook_url}\"\nsecret = \"s3cret\"\n"
@@ -248,6 +333,13 @@ fn every_event_reaches_every_sink_once_and_in_order_per_call() {
     let total: usize = reference.values().map(Vec::len).sum();
     assert!(total >= calls.len() * 5, "too few events: {reference:?}");
 
+    let amqp = rt.block_on(rabbit_events(&rabbit, &queue, total));
+    assert_delivered("rabbitmq", &reference, &amqp);
+    assert_eq!(
+        amqp.len(),
+        total,
+        "nothing published twice without a failure"
+    );
     let nats = rt.block_on(nats_events(&stream, &prefix, total));
     assert_delivered("nats", &reference, &nats);
     assert_eq!(
@@ -274,7 +366,7 @@ fn every_event_reaches_every_sink_once_and_in_order_per_call() {
         .collect();
     assert_delivered("webhook", &reference, &hooked);
     let metrics = gw.metrics();
-    for sink in ["nats", "redis", "webhook"] {
+    for sink in ["rabbitmq", "nats", "redis", "webhook"] {
         let confirmed = asr_gateway::metrics::read_sample(
             &metrics,
             &format!("asrgw_sink_confirmed_total{{sink=\"{sink}\"}}"),
