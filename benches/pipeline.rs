@@ -4,27 +4,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use asr_gateway::config::AsrMode;
-use asr_gateway::media::codec::PayloadTypeMap;
 use asr_gateway::media::session::{Output, Session, SessionConfig};
-use asr_gateway::media::vad::VadConfig;
 use asr_gateway::sender::{self, SendOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn session_config() -> SessionConfig {
     SessionConfig {
-        mode: AsrMode::Utterance,
-        engine_rate: 16000,
-        chunk_ms: 100,
-        interim_results: false,
-        vad: VadConfig::default(),
-        payload_types: PayloadTypeMap::default(),
-        jitter_holdback: Duration::from_millis(60),
-        jitter_max_packets: 64,
         idle_timeout: None,
-        final_timeout: Duration::from_secs(5),
-        transport: "rtp",
-        local_addr: "127.0.0.1:40000".into(),
+        ..SessionConfig::default()
     }
 }
 

@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use asr_gateway::config::AsrMode;
-use asr_gateway::media::codec::PayloadTypeMap;
 use asr_gateway::media::session::{Output, Session, SessionConfig};
-use asr_gateway::media::vad::VadConfig;
 use asr_gateway::sender::{self, SendOptions};
 
 const SESSIONS: usize = 1000;
@@ -33,18 +30,8 @@ fn main() {
     let (samples, rate) = sender::read_wav(&wav).expect("fixture");
     let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 1, 0).expect("packetize");
     let config = SessionConfig {
-        mode: AsrMode::Utterance,
-        engine_rate: 16000,
-        chunk_ms: 100,
-        interim_results: false,
-        vad: VadConfig::default(),
-        payload_types: PayloadTypeMap::default(),
-        jitter_holdback: Duration::from_millis(60),
-        jitter_max_packets: 64,
         idle_timeout: None,
-        final_timeout: Duration::from_secs(5),
-        transport: "rtp",
-        local_addr: "127.0.0.1:40000".into(),
+        ..SessionConfig::default()
     };
     let before = rss_kib();
     let start = Instant::now();

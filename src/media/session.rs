@@ -45,6 +45,26 @@ pub struct SessionConfig {
     pub local_addr: String,
 }
 
+impl Default for SessionConfig {
+    /// The gateway's configured defaults (see `config`), for an RTP session on 127.0.0.1:40000.
+    fn default() -> Self {
+        Self {
+            mode: AsrMode::Utterance,
+            engine_rate: 16000,
+            chunk_ms: 100,
+            interim_results: false,
+            vad: VadConfig::default(),
+            payload_types: PayloadTypeMap::default(),
+            jitter_holdback: Duration::from_millis(60),
+            jitter_max_packets: 64,
+            idle_timeout: Some(Duration::from_secs(30)),
+            final_timeout: Duration::from_secs(5),
+            transport: "rtp",
+            local_addr: "127.0.0.1:40000".into(),
+        }
+    }
+}
+
 /// Why an input was not used. The session carries on after every one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

@@ -18,17 +18,8 @@ fn fixture(name: &str) -> PathBuf {
 fn config(mode: AsrMode) -> SessionConfig {
     SessionConfig {
         mode,
-        engine_rate: 16000,
-        chunk_ms: 100,
         interim_results: true,
-        vad: VadConfig::default(),
-        payload_types: PayloadTypeMap::default(),
-        jitter_holdback: Duration::from_millis(60),
-        jitter_max_packets: 64,
-        idle_timeout: Some(Duration::from_secs(30)),
-        final_timeout: Duration::from_secs(5),
-        transport: "rtp",
-        local_addr: "127.0.0.1:40000".into(),
+        ..SessionConfig::default()
     }
 }
 
