@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use asr_gateway::sender::{self, SendOptions};
-use common::{fixture, GatewayProcess};
-use tokio_stream::StreamExt;
+use common::{fixture, nats_events, GatewayProcess};
 
 const NATS: &str = "127.0.0.1:4222";
 
@@ -113,47 +112,11 @@ fn nats_restart_mid_call_loses_no_event() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let stored: Vec<String> = rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let count = js
-                .get_stream(&stream)
-                .await
-                .unwrap()
-                .info()
-                .await
-                .unwrap()
-                .state
-                .messages as usize;
-            if count >= expected.len() || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let s = js.get_stream(&stream).await.unwrap();
-        let total = s.cached_info().state.messages as usize;
-        let consumer = s
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                filter_subject: format!("{prefix}.>"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        let mut ids = Vec::new();
-        while ids.len() < total {
-            let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-            ids.push(v["id"].as_str().unwrap().to_owned());
-        }
-        let _ = js.delete_stream(&stream).await;
-        ids
-    });
+    let stored: Vec<String> = rt
+        .block_on(nats_events(&stream, &prefix, expected.len()))
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
     assert_eq!(
         stored, expected,
         "every event once, in order, across the restart"

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asr_gateway::sender::{self, SendOptions};
-use common::{fixture, GatewayProcess};
+use common::{fixture, nats_events, GatewayProcess};
 use serde_json::Value;
-use tokio_stream::StreamExt;
 
 fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -78,60 +77,6 @@ fn assert_delivered(
             "{sink}: events of call {call} missing or out of order"
         );
     }
-}
-
-async fn nats_events(stream: &str, prefix: &str, expected: usize) -> Vec<(String, String)> {
-    let client = async_nats::connect("nats://127.0.0.1:4222")
-        .await
-        .expect("NATS at 127.0.0.1:4222");
-    let js = async_nats::jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut s = js
-            .get_stream(stream)
-            .await
-            .expect("stream created by the gateway");
-        let count = s.info().await.unwrap().state.messages as usize;
-        if count >= expected || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let s = js.get_stream(stream).await.unwrap();
-    let total = s.cached_info().state.messages as usize;
-    let consumer = s
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("{prefix}.>"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&m.payload).unwrap();
-        let header = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .map(|v| v.to_string());
-        assert_eq!(
-            header.as_deref(),
-            v["id"].as_str(),
-            "Nats-Msg-Id must be the event id"
-        );
-        out.push((
-            v["subject"].as_str().unwrap().to_owned(),
-            v["id"].as_str().unwrap().to_owned(),
-        ));
-    }
-    let _ = js.delete_stream(stream).await;
-    out
 }
 
 async fn redis_events(key: &str, expected: usize) -> Vec<(String, String)> {
