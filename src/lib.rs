@@ -3,6 +3,7 @@
 //! The media core (`media`) is sans-IO; everything else is the thin tokio shell
 //! around it. See ARCHITECTURE.md in the repository for the data flow.
 
+pub mod ari;
 pub mod asr;
 pub mod config;
 pub mod control;
