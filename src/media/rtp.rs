@@ -156,17 +156,7 @@ pub struct SequenceUnwrapper {
 
 impl SequenceUnwrapper {
     pub fn unwrap(&mut self, sequence: u16) -> u64 {
-        let Some(highest) = self.highest else {
-            let ext = (1 << 16) | sequence as u64;
-            self.highest = Some(ext);
-            return ext;
-        };
-        let delta = sequence.wrapping_sub(highest as u16) as i16;
-        let ext = highest.saturating_add_signed(delta as i64);
-        if delta > 0 {
-            self.highest = Some(ext);
-        }
-        ext
+        unwrap_counter(&mut self.highest, sequence as u64, 16)
     }
 }
 
@@ -182,18 +172,30 @@ pub struct TimestampUnwrapper {
 
 impl TimestampUnwrapper {
     pub fn unwrap(&mut self, timestamp: u32) -> u64 {
-        let Some(highest) = self.highest else {
-            let ext = (1 << 32) | timestamp as u64;
-            self.highest = Some(ext);
-            return ext;
-        };
-        let delta = timestamp.wrapping_sub(highest as u32) as i32;
-        let ext = highest.saturating_add_signed(delta as i64);
-        if delta > 0 {
-            self.highest = Some(ext);
-        }
-        ext
+        unwrap_counter(&mut self.highest, timestamp as u64, 32)
     }
+}
+
+/// Extend a `bits`-wide wrapping counter: the first value lands in cycle 1; later values are
+/// placed at their signed `bits`-wide distance from the highest seen, which only moves forward.
+fn unwrap_counter(highest: &mut Option<u64>, value: u64, bits: u32) -> u64 {
+    let cycle = 1u64 << bits;
+    let Some(top) = *highest else {
+        let ext = cycle | value;
+        *highest = Some(ext);
+        return ext;
+    };
+    let forward = value.wrapping_sub(top) & (cycle - 1);
+    let delta = if forward >= cycle / 2 {
+        forward as i64 - cycle as i64
+    } else {
+        forward as i64
+    };
+    let ext = top.saturating_add_signed(delta);
+    if delta > 0 {
+        *highest = Some(ext);
+    }
+    ext
 }
 
 /// RFC 4733 §2.3 telephone-event payload (the first 4 bytes; any more are ignored).
