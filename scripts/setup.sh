@@ -14,6 +14,9 @@ have make || need+=(make)
 have pkg-config || need+=(pkg-config)
 { have pkg-config && pkg-config --exists opus; } || need+=(libopus-dev)
 have ffmpeg || need+=(ffmpeg)
+# The engine tests synthesise speech.
+have espeak-ng || need+=(espeak-ng)
+have sox || need+=(sox)
 have python3 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
