@@ -64,6 +64,8 @@ pub struct Config {
     /// Per-sink delivery buffer: memory, then an on-disk journal.
     pub outbox: OutboxConfig,
     pub commands: CommandsSection,
+    /// Asterisk servers controlled over ARI (Stasis and listen mode).
+    pub ari: crate::ari::config::AriConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -438,6 +440,13 @@ impl Config {
             ">= 1".into()
         })?;
         self.payload_map()?;
+        if let Some((key, value, allowed)) = self.ari.problems() {
+            return Err(ConfigError::Invalid {
+                key,
+                value,
+                allowed,
+            });
+        }
         Ok(())
     }
 

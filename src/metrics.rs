@@ -104,7 +104,41 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+    /// The upper bound of the bucket holding quantile `q` (0..=1); None when empty or
+    /// beyond the last bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        let rank = (q * count as f64).ceil().max(1.0) as u64;
+        self.bounds
+            .iter()
+            .zip(&self.buckets)
+            .find(|(_, b)| b.load(Ordering::Relaxed) >= rank)
+            .map(|(bound, _)| *bound)
+    }
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count());
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {}", self.count());
+    }
 }
+
+/// Seconds from a call's first ARI request to its media flowing.
+const SETUP_BOUNDS: &[f64] = &[0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0];
 
 const LATENCY_BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
@@ -145,6 +179,16 @@ pub struct Metrics {
     pub asr_audio_dropped: Counter,
     pub asr_errors: LabeledCounter,
     pub asr_final_latency: Histogram,
+    /// ARI taps whose media flows (snoop, externalMedia and bridge set up).
+    pub ari_taps_started: Counter,
+    pub ari_tap_setup: Histogram,
+    pub ari_taps_ended: Counter,
+    /// ARI requests of a tap's setup that failed (an `asr.error` says which).
+    pub ari_request_failures: Counter,
+    /// Teardown requests that failed for another reason than "already gone".
+    pub ari_teardown_failed: Counter,
+    /// Messages on an ARI events socket that did not parse.
+    pub ari_events_malformed: Counter,
     sinks: Mutex<Vec<(&'static str, std::sync::Arc<SinkMetrics>)>>,
 }
 
@@ -168,6 +212,12 @@ impl Default for Metrics {
             asr_audio_dropped: Counter::default(),
             asr_errors: LabeledCounter::default(),
             asr_final_latency: Histogram::new(LATENCY_BOUNDS),
+            ari_taps_started: Counter::default(),
+            ari_tap_setup: Histogram::new(SETUP_BOUNDS),
+            ari_taps_ended: Counter::default(),
+            ari_request_failures: Counter::default(),
+            ari_teardown_failed: Counter::default(),
+            ari_events_malformed: Counter::default(),
             sinks: Mutex::new(Vec::new()),
         }
     }
@@ -272,6 +322,35 @@ impl Metrics {
             "Audio chunks dropped because the ASR stream was not keeping up.",
             self.asr_audio_dropped.get().to_string(),
         );
+        for (name, help, counter) in [
+            (
+                "asrgw_ari_taps_started_total",
+                "ARI taps (snoop + externalMedia + bridge) whose media flows.",
+                &self.ari_taps_started,
+            ),
+            (
+                "asrgw_ari_taps_ended_total",
+                "ARI taps torn down.",
+                &self.ari_taps_ended,
+            ),
+            (
+                "asrgw_ari_request_failures_total",
+                "ARI requests of a tap's setup that failed.",
+                &self.ari_request_failures,
+            ),
+            (
+                "asrgw_ari_teardown_failures_total",
+                "ARI teardown requests that failed (not counting already-gone objects).",
+                &self.ari_teardown_failed,
+            ),
+            (
+                "asrgw_ari_events_malformed_total",
+                "ARI events-socket messages that did not parse.",
+                &self.ari_events_malformed,
+            ),
+        ] {
+            scalar(name, "counter", help, counter.get().to_string());
+        }
 
         render_labeled(
             &mut out,
@@ -295,23 +374,16 @@ impl Metrics {
             &self.asr_errors,
         );
         self.render_sinks(&mut out);
-        let h = &self.asr_final_latency;
-        let name = "asrgw_asr_final_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Wall time from end of speech to the final transcript.\n# TYPE {name} histogram");
-        for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        self.asr_final_latency.render(
+            &mut out,
+            "asrgw_asr_final_latency_seconds",
+            "Wall time from end of speech to the final transcript.",
         );
-        let _ = writeln!(out, "{name}_count {}", h.count());
+        self.ari_tap_setup.render(
+            &mut out,
+            "asrgw_ari_tap_setup_seconds",
+            "Wall time from a tap's first ARI request to its media bridged.",
+        );
         out
     }
 }

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::ari::controller::AriHub;
 use crate::asr::client::{AsrClient, ClientError};
 use crate::asr::embedded::{self, EngineError};
 use crate::asr::proto::recognizer_client::RecognizerClient;
@@ -42,6 +43,8 @@ pub enum ServeError {
     Sink { sink: &'static str, detail: String },
     #[error("{0}")]
     Outbox(#[from] OutboxError),
+    #[error("{0}")]
+    Ari(#[from] crate::ari::client::AriError),
 }
 
 struct EmbeddedEngine {
@@ -56,6 +59,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     publisher: Publisher,
     manager: Arc<SessionManager>,
+    ari: Option<Arc<AriHub>>,
     config: Arc<Config>,
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<()>,
@@ -100,11 +104,22 @@ impl Gateway {
         let publisher = Publisher::start(sinks, &config.outbox, &metrics)?;
         let manager =
             SessionManager::new(config.clone(), client, publisher.clone(), metrics.clone());
+        let ari = AriHub::start(
+            &config.ari,
+            manager.clone(),
+            publisher.clone(),
+            config.event_source().into(),
+            metrics.clone(),
+            manager.advertised_host(),
+        )
+        .await?
+        .map(Arc::new);
         let dispatcher = Arc::new(Dispatcher::new(
             manager.clone(),
             publisher.clone(),
             config.event_source().into(),
             config.vad(),
+            ari.clone(),
         ));
         let (commands_stop, commands_stopped) = tokio::sync::watch::channel(false);
         let command_tasks = start_command_sources(&config, &dispatcher, &commands_stopped);
@@ -140,6 +155,7 @@ impl Gateway {
             metrics,
             publisher,
             manager,
+            ari,
             config,
             http_stop,
             http_task,
@@ -174,6 +190,10 @@ impl Gateway {
         }
         let wait = Duration::from_millis(self.config.asr.final_timeout_ms) + Duration::from_secs(5);
         self.manager.shutdown(wait).await;
+        if let Some(ari) = &self.ari {
+            // Sessions have ended: their taps delete what they created on Asterisk.
+            ari.shutdown(wait).await;
+        }
         let _ = self.http_stop.send(());
         let _ = self.http_task.await;
         self.publisher.shutdown().await;

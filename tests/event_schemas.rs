@@ -180,6 +180,17 @@ fn samples(kind: EventKind) -> Vec<Event> {
                 },
             ),
             session(
+                1200,
+                EventBody::SessionEnded {
+                    cause: EndCause::Hangup,
+                    duration_ms: 1200,
+                    codec: Some("pcmu".into()),
+                    payload_type: Some(0),
+                    utterances: 0,
+                    stats: StreamStats::default(),
+                },
+            ),
+            session(
                 500,
                 EventBody::SessionEnded {
                     cause: EndCause::Shutdown,
@@ -192,6 +203,14 @@ fn samples(kind: EventKind) -> Vec<Event> {
             ),
         ],
         EventKind::Error => vec![
+            session(
+                0,
+                EventBody::Error {
+                    code: "ari_request_failed",
+                    message: "setup: ARI server pbx1: POST /channels/1/snoop answered 404: Channel not found".into(),
+                    utterance: None,
+                },
+            ),
             session(
                 3000,
                 EventBody::Error {
@@ -209,6 +228,13 @@ fn samples(kind: EventKind) -> Vec<Event> {
                 },
             ),
         ],
+        EventKind::Dtmf => vec![session(
+            4180,
+            EventBody::Dtmf {
+                digit: "#".into(),
+                duration_ms: 240,
+            },
+        )],
         // As the command dispatcher makes them: offset 0; session id empty when rejected.
         EventKind::CommandAccepted => vec![
             session(
@@ -438,6 +464,9 @@ fn commands_match_command_json_and_the_parser() {
                                    "min_speech_ms": 100, "max_utterance_ms": 20000}}}),
         json!({"command": "start", "command_id": null, "call_id": "42",
                "options": {"language": null, "vad": null}}),
+        json!({"command": "start", "call_id": "42", "media": {"type": "ari", "channel": "1795334591.22"}}),
+        json!({"command": "start", "call_id": "42",
+               "media": {"type": "ari", "server": "pbx1", "channel": "1795334591.22"}}),
         json!({"command": "stop", "call_id": "42"}),
         json!({"command": "stop", "command_id": "c-2", "call_id": "42"}),
         json!({"command": "update", "call_id": "42", "options": {}}),
@@ -460,6 +489,8 @@ fn commands_match_command_json_and_the_parser() {
         json!({"command": "update", "call_id": "42"}),
         json!({"command": "start", "call_id": "1", "options": {"langauge": "en"}}),
         json!({"command": "start", "call_id": "1", "media": {"type": "ari_channel"}}),
+        json!({"command": "start", "call_id": "1", "media": {"type": "ari"}}),
+        json!({"command": "start", "call_id": "1", "media": {"type": "ari", "channel": "c", "spy": "out"}}),
         json!({"command": "start", "call_id": "1", "media": null}),
         json!({"command": "start", "call_id": "1", "options": {"hints": "yes"}}),
         json!({"command": "start", "call_id": "1", "options": {"vad": {"hangover": 5}}}),

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::ari::controller::{AriController, AriHub};
 use crate::events::model::{Event, EventBody, SessionEvent};
 use crate::events::publisher::Publisher;
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
@@ -70,6 +71,13 @@ pub enum MediaSource {
     /// Reserve an RTP port; the accepted event's `external_host` says where to send.
     #[default]
     Rtp,
+    /// Listen mode: tap this Asterisk channel (snoop + externalMedia + bridge).
+    Ari {
+        /// `[[ari.servers]]` id; may be left out when one server is configured.
+        server: Option<String>,
+        /// The channel id (`Channel.id`, e.g. `1795334591.22`).
+        channel: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -112,6 +120,8 @@ pub struct Dispatcher {
     source: Arc<str>,
     /// The gateway's configured VAD defaults (updates are applied on top of them).
     vad_defaults: VadConfig,
+    /// ARI controllers, for `media: {"type": "ari"}` starts; None when no server is set.
+    ari: Option<Arc<AriHub>>,
 }
 
 impl Dispatcher {
@@ -120,12 +130,14 @@ impl Dispatcher {
         publisher: Publisher,
         source: Arc<str>,
         vad_defaults: VadConfig,
+        ari: Option<Arc<AriHub>>,
     ) -> Self {
         Self {
             manager,
             publisher,
             source,
             vad_defaults,
+            ari,
         }
     }
 
@@ -148,7 +160,7 @@ impl Dispatcher {
             Command::Start {
                 command_id,
                 call_id,
-                media: MediaSource::Rtp,
+                media,
                 options,
             } => {
                 let vad = match self.checked_vad(options.vad.as_ref()) {
@@ -162,8 +174,26 @@ impl Dispatcher {
                     language: options.language,
                     interim_results: options.interim_results,
                     hints: options.hints,
+                    media_timeout: None,
                 };
-                match self.manager.create(request).await {
+                let created = match &media {
+                    MediaSource::Rtp => self.manager.create(request).await,
+                    MediaSource::Ari { server, channel } => {
+                        let controller = match self.ari_server(server.as_deref()) {
+                            Ok(c) => c,
+                            Err(reason) => {
+                                return self.reject(
+                                    Some("start".into()),
+                                    command_id,
+                                    Some(call_id),
+                                    reason,
+                                )
+                            }
+                        };
+                        controller.listen(channel, request).await
+                    }
+                };
+                match created {
                     Ok(info) => {
                         if let Some(vad) = vad {
                             let update = OptionsUpdate {
@@ -172,8 +202,10 @@ impl Dispatcher {
                             };
                             let _ = self.manager.update_call(&call_id, update).await;
                         }
-                        let host = format!("{}:{}", self.manager.advertised_host(), info.port);
-                        self.accept("start", command_id, &info, Some(host))
+                        // An ARI tap tells Asterisk where to send itself.
+                        let host = matches!(media, MediaSource::Rtp)
+                            .then(|| format!("{}:{}", self.manager.advertised_host(), info.port));
+                        self.accept("start", command_id, &info, host)
                     }
                     Err(e) => self.reject(
                         Some("start".into()),
@@ -239,6 +271,23 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// The controller of ARI server `id` (or the only one), or why there is none.
+    fn ari_server(&self, id: Option<&str>) -> Result<&Arc<AriController>, String> {
+        let Some(hub) = &self.ari else {
+            return Err("media type ari needs an [[ari.servers]] entry in the config".into());
+        };
+        hub.server(id).ok_or_else(|| match id {
+            Some(id) => format!(
+                "unknown ARI server {id:?}; configured: {}",
+                hub.server_ids().join(", ")
+            ),
+            None => format!(
+                "several ARI servers are configured ({}): name one in media.server",
+                hub.server_ids().join(", ")
+            ),
+        })
     }
 
     /// VAD options on top of the configured defaults, refused if the segmenter would refuse them.

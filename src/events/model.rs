@@ -20,6 +20,8 @@ pub enum EndCause {
     IdleTimeout,
     /// The gateway is shutting down.
     Shutdown,
+    /// The Asterisk channel it listened to hung up or vanished (ARI).
+    Hangup,
 }
 
 /// Why an utterance ended.
@@ -99,6 +101,12 @@ pub enum EventBody {
         message: String,
         utterance: Option<u32>,
     },
+    Dtmf {
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: String,
+        /// How long the key was held, ms (0 when the source does not say).
+        duration_ms: u32,
+    },
     CommandAccepted {
         command: &'static str,
         command_id: Option<String>,
@@ -141,12 +149,13 @@ pub enum EventKind {
     TranscriptFinal,
     SessionEnded,
     Error,
+    Dtmf,
     CommandAccepted,
     CommandRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::SessionStarted,
         EventKind::SpeechStarted,
         EventKind::SpeechEnded,
@@ -154,6 +163,7 @@ impl EventKind {
         EventKind::TranscriptFinal,
         EventKind::SessionEnded,
         EventKind::Error,
+        EventKind::Dtmf,
         EventKind::CommandAccepted,
         EventKind::CommandRejected,
     ];
@@ -167,6 +177,7 @@ impl EventKind {
             EventKind::TranscriptFinal => "asr.transcript.final",
             EventKind::SessionEnded => "asr.session.ended",
             EventKind::Error => "asr.error",
+            EventKind::Dtmf => "asr.dtmf",
             EventKind::CommandAccepted => "asr.command.accepted",
             EventKind::CommandRejected => "asr.command.rejected",
         }
@@ -183,6 +194,7 @@ impl EventBody {
             EventBody::TranscriptFinal { .. } => EventKind::TranscriptFinal,
             EventBody::SessionEnded { .. } => EventKind::SessionEnded,
             EventBody::Error { .. } => EventKind::Error,
+            EventBody::Dtmf { .. } => EventKind::Dtmf,
             EventBody::CommandAccepted { .. } => EventKind::CommandAccepted,
             EventBody::CommandRejected { .. } => EventKind::CommandRejected,
         }

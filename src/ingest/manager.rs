@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::asr::client::AsrClient;
 use crate::asr::types::StreamOptions;
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::events::model::EndCause;
 use crate::events::publisher::Publisher;
 use crate::ingest::ports::PortPool;
-use crate::ingest::rtp_udp::{self, OptionsUpdate, SessionCommand, SessionContext};
+use crate::ingest::rtp_udp::{self, OptionsUpdate, OwnerNote, SessionCommand, SessionContext};
 use crate::media::session::{InputError, Session, SessionConfig};
 use crate::metrics::Metrics;
 
@@ -29,6 +29,10 @@ pub struct SessionRequest {
     pub language: Option<String>,
     pub interim_results: Option<bool>,
     pub hints: Option<Vec<String>>,
+    /// End the session after this long without media, instead of `session.idle_timeout_ms`
+    /// (set by the ARI controller: a snoop sends continuously, so silence there means gone).
+    #[serde(skip)]
+    pub media_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,11 +52,25 @@ pub enum ManagerError {
     NotFound(String),
     #[error("no active session for call {0}")]
     CallNotFound(String),
+    #[error("call {0} already has a session on this gateway")]
+    CallActive(String),
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("cannot start the session: {0}")]
     Session(#[from] InputError),
 }
+
+/// A session started by an owner that watches it (the ARI controller).
+pub struct OwnedSession {
+    pub info: SessionInfo,
+    /// Resolves once the session task has ended (after its `asr.session.ended`).
+    pub ended: oneshot::Receiver<()>,
+    /// The session's finals, as published.
+    pub notes: mpsc::Receiver<OwnerNote>,
+}
+
+/// Finals an owner may fall behind on before it misses copies (never the events).
+const OWNER_NOTES: usize = 32;
 
 struct Entry {
     call_id: String,
@@ -101,12 +119,72 @@ impl SessionManager {
         self: &Arc<Self>,
         request: SessionRequest,
     ) -> Result<SessionInfo, ManagerError> {
+        self.start(request, None).await.map(|(info, _)| info)
+    }
+
+    /// Start a session for an owner that watches it end and reads its finals. Unlike
+    /// `create`, a call that already has a session here is refused (`CallActive`).
+    pub async fn create_owned(
+        self: &Arc<Self>,
+        request: SessionRequest,
+    ) -> Result<OwnedSession, ManagerError> {
+        if self.find_call(&request.call_id).is_some() {
+            return Err(ManagerError::CallActive(request.call_id));
+        }
+        let (notes_tx, notes) = mpsc::channel(OWNER_NOTES);
+        let (info, ended) = self.start(request, Some(notes_tx)).await?;
+        match ended {
+            Some(ended) => Ok(OwnedSession { info, ended, notes }),
+            None => Err(ManagerError::CallActive(info.call_id)),
+        }
+    }
+
+    /// Accept the session's RTP only from `addr` from now on.
+    pub async fn lock_source(
+        &self,
+        session_id: &str,
+        addr: SocketAddr,
+    ) -> Result<(), ManagerError> {
+        self.tell(session_id, SessionCommand::LockSource(addr))
+            .await
+    }
+
+    /// A DTMF digit heard on the session's call.
+    pub async fn dtmf(
+        &self,
+        session_id: &str,
+        digit: char,
+        duration_ms: u32,
+    ) -> Result<(), ManagerError> {
+        self.tell(session_id, SessionCommand::Dtmf(digit, duration_ms))
+            .await
+    }
+
+    async fn tell(&self, session_id: &str, command: SessionCommand) -> Result<(), ManagerError> {
+        let commands = {
+            let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.get(session_id).map(|e| e.commands.clone())
+        };
+        let commands = commands.ok_or_else(|| ManagerError::NotFound(session_id.into()))?;
+        commands
+            .send(command)
+            .await
+            .map_err(|_| ManagerError::NotFound(session_id.into()))
+    }
+
+    /// The session for `request`; with the receiver that fires when it ends if it is new
+    /// (None when the call already had one).
+    async fn start(
+        self: &Arc<Self>,
+        request: SessionRequest,
+        owner: Option<mpsc::Sender<OwnerNote>>,
+    ) -> Result<(SessionInfo, Option<oneshot::Receiver<()>>), ManagerError> {
         if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ManagerError::ShuttingDown);
         }
         validate_call_id(&request.call_id)?;
         if let Some(existing) = self.find_call(&request.call_id) {
-            return Ok(existing);
+            return Ok((existing, None));
         }
         let (socket, port) = self.bind_free_port().await?;
         let session_id = uuid::Uuid::new_v4().to_string();
@@ -149,7 +227,7 @@ impl SessionManager {
                 };
                 drop(sessions);
                 self.release(port);
-                return Ok(existing);
+                return Ok((existing, None));
             }
             let entry = Entry {
                 call_id: request.call_id.clone(),
@@ -169,9 +247,11 @@ impl SessionManager {
             publisher: self.publisher.clone(),
             metrics: self.metrics.clone(),
             options,
+            owner,
         };
         let manager = self.clone();
         let id = session_id.clone();
+        let (ended_tx, ended) = oneshot::channel();
         tokio::spawn(async move {
             rtp_udp::run(socket, session, ctx, asr_tx, asr_rx, commands_rx).await;
             manager
@@ -182,12 +262,14 @@ impl SessionManager {
             manager.release(port);
             manager.metrics.sessions_active.add(-1);
             manager.ended.notify_waiters();
+            let _ = ended_tx.send(());
         });
-        Ok(SessionInfo {
+        let info = SessionInfo {
             session_id,
             call_id: request.call_id,
             port,
-        })
+        };
+        Ok((info, Some(ended)))
     }
 
     /// Ask a session to end; it emits `asr.session.ended` once its finals are in.
@@ -333,7 +415,7 @@ impl SessionManager {
             payload_types: c.payload_map().expect("validated at load"),
             jitter_holdback: Duration::from_millis(c.session.jitter_holdback_ms),
             jitter_max_packets: c.session.jitter_max_packets,
-            idle_timeout: c.idle_timeout(),
+            idle_timeout: request.media_timeout.or(c.idle_timeout()),
             // The client reports its own timeout first; this is the backstop.
             final_timeout: Duration::from_millis(c.asr.final_timeout_ms) + Duration::from_secs(2),
             transport: "rtp",

@@ -23,6 +23,17 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 pub enum SessionCommand {
     Stop(EndCause),
     Update(OptionsUpdate),
+    /// Accept RTP only from this address (Asterisk's `UNICASTRTP_LOCAL_ADDRESS:PORT`).
+    LockSource(SocketAddr),
+    /// A DTMF digit and how long it was held, ms.
+    Dtmf(char, u32),
+}
+
+/// What a session tells the component that owns it (the ARI controller).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnerNote {
+    /// A final transcript, as published.
+    Final { text: String, confidence: f32 },
 }
 
 /// Changed recognition options; `None` keeps the current value. Language and hints apply
@@ -44,6 +55,8 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
     /// Options of the session's recognition streams, as last configured.
     pub options: crate::asr::types::StreamOptions,
+    /// The owner's copy of what it needs to hear (finals), if an owner asked.
+    pub owner: Option<mpsc::Sender<OwnerNote>>,
 }
 
 impl SessionContext {
@@ -57,6 +70,19 @@ impl SessionContext {
         }
         if let EventBody::Error { code, .. } = &event.body {
             self.metrics.asr_errors.inc(code);
+        }
+        if let (
+            Some(owner),
+            EventBody::TranscriptFinal {
+                text, confidence, ..
+            },
+        ) = (&self.owner, &event.body)
+        {
+            // The owner reads promptly; if it does not, it loses a copy, never the event.
+            let _ = owner.try_send(OwnerNote::Final {
+                text: text.clone(),
+                confidence: *confidence,
+            });
         }
         self.publisher.publish(Event::stamp(
             self.source.clone(),
@@ -121,6 +147,36 @@ pub async fn run(
         }
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {
+            // Commands first: a LockSource sent before Asterisk is told to send media is in
+            // force when the first packet is read. Then engine results and due timers, so a
+            // flood of datagrams cannot starve them.
+            biased;
+            command = commands.recv(), if commands_open => match command {
+                Some(SessionCommand::Stop(cause)) => session.handle_close(Instant::now(), cause),
+                Some(SessionCommand::LockSource(addr)) => source = Some(addr),
+                Some(SessionCommand::Dtmf(digit, ms)) => session.handle_dtmf(digit, ms),
+                Some(SessionCommand::Update(update)) => {
+                    // The dispatcher validated the VAD settings; a failure here changes nothing.
+                    let _ = session.handle_update(update.vad, update.interim_results);
+                    let options = &mut ctx.options;
+                    options.language = update.language.unwrap_or_else(|| options.language.clone());
+                    options.interim_results = update.interim_results.unwrap_or(options.interim_results);
+                    options.hints = update.hints.unwrap_or_else(|| options.hints.clone());
+                    if let Some(tx) = asr_tx.as_ref() {
+                        let configure = AsrControl::Configure(ctx.options.clone());
+                        if tx.send(AsrRequest::Control(configure)).await.is_err() {
+                            asr_tx = None;
+                        }
+                    }
+                }
+                None => commands_open = false,
+            },
+            update = asr_rx.recv(), if asr_open => match update {
+                Some(update) => session.handle_asr(Instant::now(), update),
+                // The client task ended: nothing more will come. The close deadline decides.
+                None => asr_open = false,
+            },
+            () = sleep => session.handle_timeout(Instant::now()),
             received = socket.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {
                     if source.is_some_and(|s| s != from) {
@@ -151,30 +207,6 @@ pub async fn run(
                 }
                 Err(err) => tracing::warn!(session = %ctx.session_id, error = %err, "RTP socket receive failed"),
             },
-            update = asr_rx.recv(), if asr_open => match update {
-                Some(update) => session.handle_asr(Instant::now(), update),
-                // The client task ended: nothing more will come. The close deadline decides.
-                None => asr_open = false,
-            },
-            command = commands.recv(), if commands_open => match command {
-                Some(SessionCommand::Stop(cause)) => session.handle_close(Instant::now(), cause),
-                Some(SessionCommand::Update(update)) => {
-                    // The dispatcher validated the VAD settings; a failure here changes nothing.
-                    let _ = session.handle_update(update.vad, update.interim_results);
-                    let options = &mut ctx.options;
-                    options.language = update.language.unwrap_or_else(|| options.language.clone());
-                    options.interim_results = update.interim_results.unwrap_or(options.interim_results);
-                    options.hints = update.hints.unwrap_or_else(|| options.hints.clone());
-                    if let Some(tx) = asr_tx.as_ref() {
-                        let configure = AsrControl::Configure(ctx.options.clone());
-                        if tx.send(AsrRequest::Control(configure)).await.is_err() {
-                            asr_tx = None;
-                        }
-                    }
-                }
-                None => commands_open = false,
-            },
-            () = sleep => session.handle_timeout(Instant::now()),
         }
     }
 }

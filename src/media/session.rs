@@ -364,6 +364,18 @@ impl Session {
         self.maybe_finish(now);
     }
 
+    /// A DTMF digit heard on the call (ARI `ChannelDtmfReceived`, AudioSocket 0x03,
+    /// WebSocket `DTMF_END`): emitted as `asr.dtmf` at the current media time.
+    pub fn handle_dtmf(&mut self, digit: char, duration_ms: u32) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.emit(EventBody::Dtmf {
+            digit: digit.to_string(),
+            duration_ms,
+        });
+    }
+
     /// New options from an `update` command. VAD settings apply now when no utterance is
     /// open, else when the current one ends; `interim_results` applies at once.
     pub fn handle_update(

@@ -1,0 +1,364 @@
+//! ARI REST client: the few requests the gateway makes (snoop, externalMedia, bridges, hangup).
+//!
+//! One `AriClient` per configured Asterisk server. Authentication is HTTP Basic with the
+//! `ari.conf` user; the same credentials open the events WebSocket (`events.rs`). Every
+//! failure names the server and the request, and keeps Asterisk's own `message`.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::ari::model::{Channel, ExternalMediaChannel, ParseError};
+
+/// One Asterisk server the gateway controls (`[[ari.servers]]`). Debug output hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AriServerConfig {
+    /// Names the server in logs, errors, events and commands (`media.server`).
+    pub id: String,
+    /// Base URL of Asterisk's HTTP server, e.g. `http://10.0.0.5:8088` (no `/ari`).
+    pub url: String,
+    /// An `ari.conf` user.
+    pub username: String,
+    pub password: String,
+    /// The Stasis application the gateway registers; dialplan `Stasis(<app>)` sends calls to it.
+    #[serde(default = "default_app")]
+    pub app: String,
+}
+
+impl std::fmt::Debug for AriServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AriServerConfig")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .field("app", &self.app)
+            .finish()
+    }
+}
+
+fn default_app() -> String {
+    "asr-gateway".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AriError {
+    #[error("ARI server {server}: credentials refused (401) on {request}; check username and password against ari.conf")]
+    Unauthorized { server: String, request: String },
+    #[error("ARI server {server}: {request} answered {status}: {message}")]
+    Status {
+        server: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    #[error("ARI server {server} unreachable on {request}: {detail}")]
+    Unreachable {
+        server: String,
+        request: String,
+        detail: String,
+    },
+    #[error("ARI server {server}: {request} gave an unusable answer: {source}")]
+    InvalidResponse {
+        server: String,
+        request: String,
+        #[source]
+        source: ParseError,
+    },
+}
+
+impl AriError {
+    /// HTTP status Asterisk answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AriError::Status { status, .. } => Some(*status),
+            AriError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+
+    /// 404: the channel or bridge is gone (hung up, or never existed).
+    pub fn is_gone(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+/// What `POST /channels/externalMedia` is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalMediaRequest {
+    pub channel_id: String,
+    pub app: String,
+    /// `host:port` Asterisk sends to (RTP, AudioSocket) or the websocket_client entry.
+    pub external_host: String,
+    /// `ulaw`, `alaw`, `slin`, `slin16`, ...
+    pub format: String,
+    /// `rtp`, `audiosocket` or `none` (websocket).
+    pub encapsulation: &'static str,
+    /// `udp`, `tcp` or `websocket`.
+    pub transport: &'static str,
+    /// `client` (default) or `server` (websocket only).
+    pub connection_type: &'static str,
+    /// AudioSocket: the session UUID.
+    pub data: Option<String>,
+}
+
+/// REST calls against one Asterisk server.
+#[derive(Clone)]
+pub struct AriClient {
+    server: String,
+    base: String,
+    username: String,
+    password: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct AriMessage {
+    #[serde(default)]
+    message: String,
+}
+
+impl AriClient {
+    pub fn new(config: &AriServerConfig, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("a reqwest client with only a timeout set builds");
+        Self {
+            server: config.id.clone(),
+            base: format!("{}/ari", config.url.trim_end_matches('/')),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            http,
+        }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `GET /asterisk/info`: proves the server answers and takes our credentials.
+    pub async fn check(&self) -> Result<(), AriError> {
+        self.call(Method::GET, "/asterisk/info", &[])
+            .await
+            .map(drop)
+    }
+
+    /// Snoop on `channel_id` into our app; `spy` is `in`, `out` or `both`.
+    pub async fn snoop(
+        &self,
+        channel_id: &str,
+        snoop_id: &str,
+        app: &str,
+        app_args: &str,
+        spy: &str,
+    ) -> Result<Channel, AriError> {
+        let path = format!("/channels/{channel_id}/snoop");
+        let query = [
+            ("spy", spy),
+            ("whisper", "none"),
+            ("app", app),
+            ("appArgs", app_args),
+            ("snoopId", snoop_id),
+        ];
+        let body = self.call(Method::POST, &path, &query).await?;
+        self.parse_channel(&path, &body)
+    }
+
+    pub async fn external_media(
+        &self,
+        request: &ExternalMediaRequest,
+    ) -> Result<ExternalMediaChannel, AriError> {
+        let path = "/channels/externalMedia";
+        let mut query = vec![
+            ("channelId", request.channel_id.as_str()),
+            ("app", request.app.as_str()),
+            ("external_host", request.external_host.as_str()),
+            ("format", request.format.as_str()),
+            ("encapsulation", request.encapsulation),
+            ("transport", request.transport),
+            ("connection_type", request.connection_type),
+        ];
+        if let Some(data) = &request.data {
+            query.push(("data", data));
+        }
+        let body = self.call(Method::POST, path, &query).await?;
+        ExternalMediaChannel::parse(&body).map_err(|source| AriError::InvalidResponse {
+            server: self.server.clone(),
+            request: format!("POST {path}"),
+            source,
+        })
+    }
+
+    pub async fn create_bridge(&self, bridge_id: &str) -> Result<(), AriError> {
+        let query = [("type", "mixing"), ("bridgeId", bridge_id)];
+        self.call(Method::POST, "/bridges", &query).await.map(drop)
+    }
+
+    pub async fn add_channels(&self, bridge_id: &str, channels: &[&str]) -> Result<(), AriError> {
+        let path = format!("/bridges/{bridge_id}/addChannel");
+        let list = channels.join(",");
+        self.call(Method::POST, &path, &[("channel", &list)])
+            .await
+            .map(drop)
+    }
+
+    pub async fn destroy_bridge(&self, bridge_id: &str) -> Result<(), AriError> {
+        let path = format!("/bridges/{bridge_id}");
+        self.call(Method::DELETE, &path, &[]).await.map(drop)
+    }
+
+    /// `GET /channels/{id}`: the channel, or a 404 error once it is gone.
+    pub async fn channel(&self, channel_id: &str) -> Result<Channel, AriError> {
+        let path = format!("/channels/{channel_id}");
+        let body = self.call(Method::GET, &path, &[]).await?;
+        self.parse_channel(&path, &body)
+    }
+
+    pub async fn hangup(&self, channel_id: &str) -> Result<(), AriError> {
+        let path = format!("/channels/{channel_id}");
+        self.call(Method::DELETE, &path, &[]).await.map(drop)
+    }
+
+    pub async fn answer(&self, channel_id: &str) -> Result<(), AriError> {
+        let path = format!("/channels/{channel_id}/answer");
+        self.call(Method::POST, &path, &[]).await.map(drop)
+    }
+
+    pub async fn set_variable(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AriError> {
+        let path = format!("/channels/{channel_id}/variable");
+        self.call(Method::POST, &path, &[("variable", name), ("value", value)])
+            .await
+            .map(drop)
+    }
+
+    /// Leave Stasis and continue in the dialplan where the channel was.
+    pub async fn continue_in_dialplan(&self, channel_id: &str) -> Result<(), AriError> {
+        let path = format!("/channels/{channel_id}/continue");
+        self.call(Method::POST, &path, &[]).await.map(drop)
+    }
+
+    /// Receive a channel's events (hangup, DTMF) although it is not in our app.
+    pub async fn subscribe_channel(&self, app: &str, channel_id: &str) -> Result<(), AriError> {
+        let path = format!("/applications/{app}/subscription");
+        let source = format!("channel:{channel_id}");
+        self.call(Method::POST, &path, &[("eventSource", &source)])
+            .await
+            .map(drop)
+    }
+
+    fn parse_channel(&self, path: &str, body: &str) -> Result<Channel, AriError> {
+        ExternalMediaChannel::parse(body)
+            .map(|m| m.channel)
+            .map_err(|source| AriError::InvalidResponse {
+                server: self.server.clone(),
+                request: format!("POST {path}"),
+                source,
+            })
+    }
+
+    /// One request; the body on 2xx, a typed error otherwise.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<String, AriError> {
+        let request = format!("{method} {path}");
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.username, Some(&self.password))
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| AriError::Unreachable {
+                server: self.server.clone(),
+                request: request.clone(),
+                detail: without_url(&e),
+            })?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(AriError::Unauthorized {
+                server: self.server.clone(),
+                request,
+            });
+        }
+        let message = serde_json::from_str::<AriMessage>(&body)
+            .map(|m| m.message)
+            .unwrap_or_else(|_| body.chars().take(200).collect());
+        Err(AriError::Status {
+            server: self.server.clone(),
+            request,
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
+/// reqwest's error text without the URL (the server id already names it).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut detail = e.to_string();
+    if let Some(url) = e.url() {
+        detail = detail.replace(&format!(" for url ({url})"), "");
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {detail}")
+    } else {
+        detail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_config_defaults_the_app_and_refuses_unknown_keys() {
+        let c: AriServerConfig = toml::from_str(
+            "id = \"pbx1\"\nurl = \"http://h:8088\"\nusername = \"u\"\npassword = \"p\"",
+        )
+        .unwrap();
+        assert_eq!(c.app, "asr-gateway");
+        assert!(toml::from_str::<AriServerConfig>(
+            "id = \"a\"\nurl = \"u\"\nusername = \"u\"\npassword = \"p\"\npasword = \"x\""
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn errors_say_which_server_and_whether_the_object_is_gone() {
+        let e = AriError::Status {
+            server: "pbx1".into(),
+            request: "POST /channels/1/snoop".into(),
+            status: 404,
+            message: "Channel not found".into(),
+        };
+        assert!(e.is_gone());
+        let text = e.to_string();
+        assert!(
+            text.contains("pbx1") && text.contains("Channel not found"),
+            "{text}"
+        );
+        let e = AriError::Unauthorized {
+            server: "pbx2".into(),
+            request: "GET /asterisk/info".into(),
+        };
+        assert!(e.to_string().contains("pbx2"));
+        assert!(!e.is_gone());
+    }
+}

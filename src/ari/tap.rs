@@ -1,0 +1,384 @@
+//! One call's tap: snoop + externalMedia + mixing bridge around a gateway session, and its teardown.
+//!
+//! Setup (listen and Stasis mode alike) follows Asterisk's external-media pattern
+//! (ASTERISK-NOTES.md): the snoop, the externalMedia channel and the bridge are requested
+//! at once with ids the gateway chose, the session is told to accept RTP only from
+//! `UNICASTRTP_LOCAL_ADDRESS:PORT`, and once both channels have had their StasisStart
+//! (Asterisk refuses to bridge a channel before that) one `addChannel` joins them. That is
+//! two ARI round trips on the critical path.
+//!
+//! Teardown deletes the bridge and both channels by id whether or not their creation was
+//! confirmed (a request that timed out may still have created them; 404 is fine), so a call
+//! that vanishes at any stage leaves nothing behind on the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::ari::client::{AriClient, AriError, ExternalMediaRequest};
+use crate::ari::config::{AriConfig, StasisThen, StasisUntil};
+use crate::events::model::{EndCause, Event, EventBody, SessionEvent};
+use crate::events::publisher::Publisher;
+use crate::ingest::manager::{ManagerError, OwnedSession, SessionManager, SessionRequest};
+use crate::ingest::rtp_udp::OwnerNote;
+use crate::metrics::Metrics;
+
+/// First word of the snoop's `appArgs`: marks channels the gateway created, so their
+/// StasisStart is never taken for a new call.
+pub const TAP_MARK: &str = "asrgw-tap";
+
+/// How the call came to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapMode {
+    /// A start command named a channel of another app; we subscribe to its events.
+    Listen,
+    /// The channel entered our Stasis app; we hand it back when done.
+    Stasis,
+}
+
+/// What the controller forwards to a tap about its channels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TapEvent {
+    /// StasisStart of one of our channels (snoop or externalMedia).
+    StasisStart { channel: String },
+    /// The call's channel, or one of ours, hung up or was destroyed.
+    Gone { channel: String, why: String },
+    /// The events socket came back: anything may have happened meanwhile.
+    Reconnected,
+    /// `ChannelDtmfReceived` on the call's channel.
+    Dtmf { digit: char, duration_ms: u32 },
+}
+
+/// Shared by every tap of one server.
+pub struct TapContext {
+    pub client: AriClient,
+    pub app: String,
+    pub config: Arc<AriConfig>,
+    pub manager: Arc<SessionManager>,
+    pub publisher: Publisher,
+    pub source: Arc<str>,
+    pub metrics: Arc<Metrics>,
+    /// Host Asterisk sends RTP to (`server.advertise_host`, else the RTP bind address).
+    pub media_host: String,
+}
+
+/// The ids a tap creates on the server, chosen before any request so that events and
+/// teardown can name them even if a request's answer is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapIds {
+    pub snoop: String,
+    pub media: String,
+    pub bridge: String,
+}
+
+impl TapIds {
+    pub fn new(tap: &str) -> Self {
+        Self {
+            snoop: format!("{tap}-snoop"),
+            media: format!("{tap}-media"),
+            bridge: format!("{tap}-bridge"),
+        }
+    }
+}
+
+/// One call being tapped.
+pub struct Tap {
+    pub mode: TapMode,
+    /// The Asterisk channel whose audio is recognized.
+    pub channel: String,
+    pub ids: TapIds,
+    pub session: OwnedSession,
+    /// The latest final transcript (the result handed back in Stasis mode).
+    pub last_final: Option<OwnerNote>,
+}
+
+/// Why a tap ended, for logs.
+#[derive(Debug, Clone, PartialEq)]
+enum Ending {
+    Gone(String),
+    SessionEnded,
+    Final,
+    MaxTime,
+    Failed,
+}
+
+/// The session for a new tap (reserves the RTP port). Fails before any ARI request.
+pub async fn reserve(
+    ctx: &TapContext,
+    call_id: String,
+    options: SessionRequest,
+) -> Result<OwnedSession, ManagerError> {
+    ctx.manager
+        .create_owned(SessionRequest {
+            call_id,
+            media_timeout: Some(Duration::from_millis(ctx.config.media_timeout_ms)),
+            ..options
+        })
+        .await
+}
+
+/// Set the tap up, run it until the call or session ends, tear it down.
+pub async fn run(ctx: Arc<TapContext>, mut tap: Tap, mut events: mpsc::Receiver<TapEvent>) {
+    let ending = match setup(&ctx, &tap, &mut events).await {
+        Ok(()) => watch(&ctx, &mut tap, &mut events).await,
+        Err(ending) => ending,
+    };
+    tracing::debug!(channel = %tap.channel, ?ending, "tap ending");
+    teardown(&ctx, &mut tap, &ending).await;
+}
+
+async fn setup(
+    ctx: &TapContext,
+    tap: &Tap,
+    events: &mut mpsc::Receiver<TapEvent>,
+) -> Result<(), Ending> {
+    let began = std::time::Instant::now();
+    let c = &ctx.client;
+    let ids = &tap.ids;
+    let tap_args = format!("{TAP_MARK},{}", tap.session.info.session_id);
+    let media = ExternalMediaRequest {
+        channel_id: ids.media.clone(),
+        app: ctx.app.clone(),
+        external_host: format!("{}:{}", ctx.media_host, tap.session.info.port),
+        format: ctx.config.format.clone(),
+        encapsulation: "rtp",
+        transport: "udp",
+        connection_type: "client",
+        data: None,
+    };
+    let prepare = async {
+        match tap.mode {
+            TapMode::Listen => c.subscribe_channel(&ctx.app, &tap.channel).await,
+            TapMode::Stasis if ctx.config.stasis.answer => c.answer(&tap.channel).await,
+            TapMode::Stasis => Ok(()),
+        }
+    };
+    // Round trip 1: everything that does not depend on anything else, at once.
+    let (prepared, snooped, external, bridged) = tokio::join!(
+        prepare,
+        c.snoop(&tap.channel, &ids.snoop, &ctx.app, &tap_args, "in"),
+        c.external_media(&media),
+        c.create_bridge(&ids.bridge),
+    );
+    // The snoop's answer first: its 404 says best that the call is gone.
+    if let Some(error) = [snooped.err(), prepared.err(), bridged.err()]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return Err(fail(ctx, tap, "setup", &error));
+    }
+    let external = external.map_err(|e| fail(ctx, tap, "setup", &e))?;
+    let Some(asterisk_rtp) = external.unicast_rtp() else {
+        publish_error(
+            ctx,
+            tap,
+            "ari_request_failed",
+            format!(
+                "ARI server {}: externalMedia answered without UNICASTRTP_LOCAL_ADDRESS/PORT",
+                c.server()
+            ),
+        );
+        return Err(Ending::Failed);
+    };
+    lock_source(ctx, tap, asterisk_rtp).await?;
+    // Both channels must be in our app before Asterisk lets us bridge them.
+    let mut waiting = vec![ids.snoop.clone(), ids.media.clone()];
+    let limit = tokio::time::sleep(Duration::from_millis(ctx.config.setup_timeout_ms));
+    tokio::pin!(limit);
+    while !waiting.is_empty() {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(TapEvent::StasisStart { channel }) => waiting.retain(|c| *c != channel),
+                Some(TapEvent::Gone { why, .. }) => return Err(Ending::Gone(why)),
+                Some(TapEvent::Reconnected | TapEvent::Dtmf { .. }) => {}
+                None => return Err(Ending::Failed),
+            },
+            () = &mut limit => {
+                publish_error(ctx, tap, "ari_setup_timeout", format!(
+                    "ARI server {}: no StasisStart for {} within {} ms",
+                    c.server(), waiting.join(", "), ctx.config.setup_timeout_ms));
+                return Err(Ending::Failed);
+            }
+        }
+    }
+    // Round trip 2.
+    c.add_channels(&ids.bridge, &[&ids.snoop, &ids.media])
+        .await
+        .map_err(|e| fail(ctx, tap, "bridging", &e))?;
+    ctx.metrics.ari_taps_started.inc();
+    ctx.metrics
+        .ari_tap_setup
+        .observe(began.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn lock_source(ctx: &TapContext, tap: &Tap, addr: SocketAddr) -> Result<(), Ending> {
+    ctx.manager
+        .lock_source(&tap.session.info.session_id, addr)
+        .await
+        .map_err(|_| Ending::SessionEnded)
+}
+
+/// Wait for the end of the call, of its media, or of recognition (Stasis mode).
+async fn watch(ctx: &TapContext, tap: &mut Tap, events: &mut mpsc::Receiver<TapEvent>) -> Ending {
+    let stasis = tap.mode == TapMode::Stasis;
+    let until_final = stasis && ctx.config.stasis.until == StasisUntil::Final;
+    let max = tokio::time::sleep(if stasis {
+        Duration::from_millis(ctx.config.stasis.max_ms)
+    } else {
+        Duration::MAX / 4
+    });
+    tokio::pin!(max);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(TapEvent::Gone { why, .. }) => return Ending::Gone(why),
+                Some(TapEvent::Reconnected) => {
+                    // The socket was down: a hangup may have been missed.
+                    if let Err(e) = ctx.client.channel(&tap.channel).await {
+                        if e.is_gone() {
+                            return Ending::Gone(format!("channel {} no longer exists", tap.channel));
+                        }
+                    }
+                }
+                Some(TapEvent::Dtmf { digit, duration_ms }) => {
+                    let _ = ctx.manager.dtmf(&tap.session.info.session_id, digit, duration_ms).await;
+                }
+                Some(TapEvent::StasisStart { .. }) => {}
+                None => return Ending::Failed,
+            },
+            note = tap.session.notes.recv() => match note {
+                Some(note) => {
+                    tap.last_final = Some(note);
+                    if until_final {
+                        return Ending::Final;
+                    }
+                }
+                None => return Ending::SessionEnded,
+            },
+            _ = &mut tap.session.ended => return Ending::SessionEnded,
+            () = &mut max => return Ending::MaxTime,
+        }
+    }
+}
+
+async fn teardown(ctx: &TapContext, tap: &mut Tap, ending: &Ending) {
+    let session_id = tap.session.info.session_id.clone();
+    let cause = match ending {
+        Ending::Gone(_) => EndCause::Hangup,
+        _ => EndCause::Stopped,
+    };
+    // Stop the media first (the session flushes its last utterance to the engine).
+    let (_, (), (), ()) = tokio::join!(
+        async {
+            let _ = ctx.manager.stop(&session_id, cause);
+        },
+        delete(ctx, "bridge", &tap.ids.bridge),
+        delete(ctx, "channel", &tap.ids.snoop),
+        delete(ctx, "channel", &tap.ids.media),
+    );
+    if tap.mode == TapMode::Stasis && !matches!(ending, Ending::Gone(_)) {
+        // Wait for the finals, then hand the channel back with the result.
+        let wait = Duration::from_millis(ctx.config.request_timeout_ms) + Duration::from_secs(20);
+        let notes = &mut tap.session.notes;
+        let last = &mut tap.last_final;
+        let _ = tokio::time::timeout(wait, async {
+            while let Some(note) = notes.recv().await {
+                *last = Some(note);
+            }
+        })
+        .await;
+        hand_back(ctx, tap, ending).await;
+    }
+    ctx.metrics.ari_taps_ended.inc();
+}
+
+async fn hand_back(ctx: &TapContext, tap: &Tap, ending: &Ending) {
+    if ctx.config.stasis.then == StasisThen::Leave {
+        return;
+    }
+    let (status, text, confidence) = match (&tap.last_final, ending) {
+        (Some(OwnerNote::Final { text, confidence }), _) => ("ok", text.as_str(), *confidence),
+        (None, Ending::Failed) => ("error", "", 0.0),
+        (None, _) => ("nomatch", "", 0.0),
+    };
+    let c = &ctx.client;
+    let confidence = format!("{confidence:.2}");
+    let vars = [
+        ("ASR_STATUS", status),
+        ("ASR_TRANSCRIPT", text),
+        ("ASR_CONFIDENCE", confidence.as_str()),
+        ("ASR_SESSION_ID", tap.session.info.session_id.as_str()),
+    ];
+    for (name, value) in vars {
+        if let Err(e) = c.set_variable(&tap.channel, name, value).await {
+            tracing::warn!(channel = %tap.channel, error = %e, "cannot set result variable");
+            return;
+        }
+    }
+    if let Err(e) = c.continue_in_dialplan(&tap.channel).await {
+        tracing::warn!(channel = %tap.channel, error = %e, "cannot continue the channel in the dialplan");
+    }
+}
+
+async fn delete(ctx: &TapContext, kind: &str, id: &str) {
+    let result = match kind {
+        "bridge" => ctx.client.destroy_bridge(id).await,
+        _ => ctx.client.hangup(id).await,
+    };
+    match result {
+        Ok(()) => {}
+        // Never created, or already gone with the call.
+        Err(e) if e.is_gone() => {}
+        Err(e) => {
+            ctx.metrics.ari_teardown_failed.inc();
+            tracing::warn!(%kind, %id, error = %e, "ARI teardown request failed");
+        }
+    }
+}
+
+/// Publish the failure as `asr.error` and say the tap failed (or that its channel is gone).
+fn fail(ctx: &TapContext, tap: &Tap, stage: &str, error: &AriError) -> Ending {
+    ctx.metrics.ari_request_failures.inc();
+    publish_error(ctx, tap, "ari_request_failed", format!("{stage}: {error}"));
+    if error.is_gone() {
+        Ending::Gone(error.to_string())
+    } else {
+        Ending::Failed
+    }
+}
+
+fn publish_error(ctx: &TapContext, tap: &Tap, code: &'static str, message: String) {
+    tracing::warn!(channel = %tap.channel, %code, %message, "tap error");
+    let info = &tap.session.info;
+    ctx.publisher.publish(Event::stamp(
+        ctx.source.clone(),
+        info.session_id.as_str().into(),
+        info.call_id.as_str().into(),
+        SessionEvent {
+            offset_ms: 0,
+            body: EventBody::Error {
+                code,
+                message,
+                utterance: None,
+            },
+        },
+        chrono::Utc::now(),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_ids_are_derived_from_the_tap() {
+        let ids = TapIds::new("abc");
+        assert_eq!(ids.snoop, "abc-snoop");
+        assert_eq!(ids.media, "abc-media");
+        assert_eq!(ids.bridge, "abc-bridge");
+    }
+}
