@@ -5,6 +5,7 @@
 //! after it entered Stasis, so about 500 calls are live with media flowing). Prints the
 //! achieved setup rate, the setup time percentiles from the gateway's own histogram, and
 //! the ARI requests per call. Without `--bench` (as `cargo test` runs it) 20 calls.
+//! `ARI_BENCH_RATE` and `ARI_BENCH_CALLS` change the offered rate and the number of calls.
 
 #[path = "../tests/fake_asterisk/mod.rs"]
 mod fake_asterisk;
@@ -21,6 +22,9 @@ const LIFETIME: Duration = Duration::from_secs(2);
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (calls, rate) = if full { (2000, 250.0) } else { (20, 100.0) };
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    let calls = env("ARI_BENCH_CALLS").map_or(calls, |c| c as usize);
+    let rate = env("ARI_BENCH_RATE").unwrap_or(rate);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
