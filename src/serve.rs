@@ -44,7 +44,7 @@ pub enum ServeError {
     #[error("{0}")]
     Outbox(#[from] OutboxError),
     #[error("{0}")]
-    Ari(#[from] crate::ari::client::AriError),
+    Ari(#[from] crate::ari::controller::AriStartError),
 }
 
 struct EmbeddedEngine {

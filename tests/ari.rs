@@ -74,12 +74,17 @@ impl Pbx {
 
 /// A gateway controlling these (server, id) pairs, once its events socket is on each.
 fn gateway(servers: &[(&Pbx, &str)], stasis: bool) -> GatewayProcess {
+    gateway_with(servers, stasis, "")
+}
+
+/// As `gateway`, with more `[ari]` keys.
+fn gateway_with(servers: &[(&Pbx, &str)], stasis: bool, ari: &str) -> GatewayProcess {
     let toml: String = servers
         .iter()
         .map(|(pbx, id)| pbx.server_toml(id))
         .collect();
     let gw = GatewayProcess::start(&format!(
-        "[ari]\nmedia_timeout_ms = 3000\n[ari.stasis]\nenabled = {stasis}\n{toml}"
+        "[ari]\nmedia_timeout_ms = 3000\n{ari}[ari.stasis]\nenabled = {stasis}\n{toml}"
     ));
     for (pbx, id) in servers {
         let connected = pbx
@@ -169,6 +174,44 @@ fn listen_mode_transcribes_a_channel_and_tears_down_on_hangup() {
     );
     let c = pbx.fake.counts();
     assert_eq!((c.channels_created, c.bridges_created), (2, 1), "{c:?}");
+}
+
+#[test]
+fn audiosocket_transport_in_both_modes() {
+    let pbx = Pbx::start();
+    let mut gw = gateway_with(
+        &[(&pbx, "pbx1")],
+        true,
+        "transport = \"audiosocket\"\nformat = \"slin16\"\naudiosocket_listen = \"127.0.0.1:0\"\n",
+    );
+    // Listen mode.
+    let channel = pbx.call("yes-interested.wav");
+    let (status, body) = listen(&gw, "as-listen", json!({"type": "ari", "channel": channel}));
+    assert_eq!(status, 202, "{body}");
+    let started = wait_call(&mut gw, "as-listen", "asr.session.started", LONG);
+    assert_eq!(started["data"]["transport"], "audiosocket");
+    let session = session_of(&started);
+    gw.wait_for(&session, "asr.transcript.final", LONG);
+    assert_heard(&gw.transcript(&session), "yes I am interested", 0.75);
+    pbx.rt.block_on(pbx.fake.send_dtmf(&channel, '#', 100));
+    let dtmf = gw.wait_for(&session, "asr.dtmf", LONG);
+    assert_eq!(dtmf["data"]["digit"], "#");
+    pbx.hangup(&channel);
+    let ended = gw.wait_for(&session, "asr.session.ended", LONG);
+    assert_eq!(ended["data"]["cause"], "hangup");
+    assert_eq!(ended["data"]["codec"], "l16/16000");
+
+    // Stasis mode.
+    let channel = pbx.call("balance.wav");
+    pbx.rt.block_on(pbx.fake.enter_stasis(&channel, APP, &[]));
+    let started = wait_call(&mut gw, &channel, "asr.session.started", LONG);
+    let session = session_of(&started);
+    gw.wait_for(&session, "asr.transcript.final", LONG);
+    assert_heard(&gw.transcript(&session), "what is my balance", 0.6);
+    gw.wait_for(&session, "asr.session.ended", LONG);
+    pbx.assert_nothing_left();
+    let c = pbx.fake.counts();
+    assert_eq!((c.channels_created, c.bridges_created), (4, 2), "{c:?}");
 }
 
 #[test]

@@ -419,7 +419,7 @@ fn broken_events_fail_validation() {
         j["data"]["stats"].as_object_mut().unwrap().remove("lost");
     });
     assert_rejected(&v, ended, "unknown cause", |j| {
-        j["data"]["cause"] = json!("hangup");
+        j["data"]["cause"] = json!("power_cut");
     });
     assert_rejected(&v, ended, "payload type without codec", |j| {
         j["data"]["codec"] = json!(null);

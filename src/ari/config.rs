@@ -9,8 +9,15 @@ use crate::ari::client::AriServerConfig;
 pub struct AriConfig {
     /// Asterisk servers to control; none = ARI off.
     pub servers: Vec<AriServerConfig>,
-    /// externalMedia `format`: what Asterisk sends us (`ulaw`, `alaw`, `slin`, `slin16`).
+    /// externalMedia `format`: what Asterisk sends us (`ulaw`, `alaw`, `slin`, `slin16`;
+    /// AudioSocket carries only `slin` and `slin16`).
     pub format: String,
+    /// How Asterisk sends the audio: `rtp` (UDP, a port per call) or `audiosocket` (TCP to
+    /// `audiosocket_listen`, calls told apart by UUID).
+    pub transport: MediaTransport,
+    /// Where the AudioSocket server listens (when `transport = "audiosocket"`); Asterisk is
+    /// told to connect to `server.advertise_host` (else the RTP bind address) and this port.
+    pub audiosocket_listen: std::net::SocketAddr,
     /// Longest wait for one ARI request, ms.
     pub request_timeout_ms: u64,
     /// Longest wait from the first request of a tap to its media flowing (StasisStart of the
@@ -27,6 +34,8 @@ impl Default for AriConfig {
         Self {
             servers: Vec::new(),
             format: "ulaw".into(),
+            transport: MediaTransport::Rtp,
+            audiosocket_listen: "0.0.0.0:9092".parse().expect("literal"),
             request_timeout_ms: 5_000,
             setup_timeout_ms: 5_000,
             media_timeout_ms: 5_000,
@@ -67,6 +76,13 @@ impl Default for StasisConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum MediaTransport {
+    Rtp,
+    Audiosocket,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StasisUntil {
     Final,
     Stop,
@@ -90,6 +106,15 @@ impl AriConfig {
                 "ari.format".into(),
                 format!("{:?}", self.format),
                 FORMATS.join(", "),
+            ));
+        }
+        if self.transport == MediaTransport::Audiosocket
+            && !matches!(self.format.as_str(), "slin" | "slin16")
+        {
+            return Some((
+                "ari.format".into(),
+                format!("{:?}", self.format),
+                "slin or slin16 with ari.transport = \"audiosocket\"".into(),
             ));
         }
         for (key, value) in [

@@ -15,11 +15,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::ari::client::{AriClient, AriError, AriServerConfig};
-use crate::ari::config::AriConfig;
+use crate::ari::config::{AriConfig, MediaTransport};
 use crate::ari::events::{self, Feed};
 use crate::ari::model::Event as AriEvent;
 use crate::ari::tap::{self, Tap, TapContext, TapEvent, TapIds, TapMode, TAP_MARK};
 use crate::events::publisher::Publisher;
+use crate::ingest::audiosocket::AudioSocketServer;
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
 use crate::metrics::Metrics;
 
@@ -57,6 +58,7 @@ impl AriController {
         source: Arc<str>,
         metrics: Arc<Metrics>,
         media_host: String,
+        audiosocket: Option<Arc<AudioSocketServer>>,
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, AriError> {
         let client = AriClient::new(&server, Duration::from_millis(config.request_timeout_ms));
@@ -79,6 +81,7 @@ impl AriController {
                 source,
                 metrics: metrics.clone(),
                 media_host,
+                audiosocket,
             }),
             routes: Mutex::new(HashMap::new()),
             active: Mutex::new(0),
@@ -297,6 +300,18 @@ impl AriController {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AriStartError {
+    #[error("{0}")]
+    Server(#[from] AriError),
+    #[error("cannot listen for AudioSocket on {addr} (ari.audiosocket_listen): {source}")]
+    AudioSocket {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Every configured server's controller.
 pub struct AriHub {
     controllers: Vec<Arc<AriController>>,
@@ -312,10 +327,25 @@ impl AriHub {
         source: Arc<str>,
         metrics: Arc<Metrics>,
         media_host: String,
-    ) -> Result<Option<Self>, AriError> {
+    ) -> Result<Option<Self>, AriStartError> {
         if config.servers.is_empty() {
             return Ok(None);
         }
+        let audiosocket = match config.transport {
+            MediaTransport::Rtp => None,
+            MediaTransport::Audiosocket => Some(
+                AudioSocketServer::bind(
+                    config.audiosocket_listen,
+                    manager.clone(),
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|source| AriStartError::AudioSocket {
+                    addr: config.audiosocket_listen,
+                    source,
+                })?,
+            ),
+        };
         let shared = Arc::new(config.clone());
         let (stop, stopped) = watch::channel(false);
         let mut controllers = Vec::new();
@@ -329,6 +359,7 @@ impl AriHub {
                     source.clone(),
                     metrics.clone(),
                     media_host.clone(),
+                    audiosocket.clone(),
                     stopped.clone(),
                 )
                 .await?,

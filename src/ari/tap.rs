@@ -18,10 +18,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::ari::client::{AriClient, AriError, ExternalMediaRequest};
-use crate::ari::config::{AriConfig, StasisThen, StasisUntil};
+use crate::ari::config::{AriConfig, MediaTransport, StasisThen, StasisUntil};
 use crate::events::model::{EndCause, Event, EventBody, SessionEvent};
 use crate::events::publisher::Publisher;
-use crate::ingest::manager::{ManagerError, OwnedSession, SessionManager, SessionRequest};
+use crate::ingest::audiosocket::AudioSocketServer;
+use crate::ingest::manager::{
+    ManagerError, MediaKind, OwnedSession, SessionManager, SessionRequest,
+};
 use crate::ingest::rtp_udp::OwnerNote;
 use crate::metrics::Metrics;
 
@@ -62,6 +65,8 @@ pub struct TapContext {
     pub metrics: Arc<Metrics>,
     /// Host Asterisk sends RTP to (`server.advertise_host`, else the RTP bind address).
     pub media_host: String,
+    /// The AudioSocket server, when `ari.transport = "audiosocket"`.
+    pub audiosocket: Option<Arc<AudioSocketServer>>,
 }
 
 /// The ids a tap creates on the server, chosen before any request so that events and
@@ -110,18 +115,21 @@ pub async fn reserve(
     call_id: String,
     options: SessionRequest,
 ) -> Result<OwnedSession, ManagerError> {
-    ctx.manager
-        .create_owned(SessionRequest {
-            call_id,
-            media_timeout: Some(Duration::from_millis(ctx.config.media_timeout_ms)),
-            ..options
-        })
-        .await
+    let media = match ctx.config.transport {
+        MediaTransport::Rtp => MediaKind::Udp,
+        MediaTransport::Audiosocket => MediaKind::Stream("audiosocket"),
+    };
+    let request = SessionRequest {
+        call_id,
+        media_timeout: Some(Duration::from_millis(ctx.config.media_timeout_ms)),
+        ..options
+    };
+    ctx.manager.create_owned(request, media).await
 }
 
 /// Set the tap up, run it until the call or session ends, tear it down.
 pub async fn run(ctx: Arc<TapContext>, mut tap: Tap, mut events: mpsc::Receiver<TapEvent>) {
-    let ending = match setup(&ctx, &tap, &mut events).await {
+    let ending = match setup(&ctx, &mut tap, &mut events).await {
         Ok(()) => watch(&ctx, &mut tap, &mut events).await,
         Err(ending) => ending,
     };
@@ -131,23 +139,41 @@ pub async fn run(ctx: Arc<TapContext>, mut tap: Tap, mut events: mpsc::Receiver<
 
 async fn setup(
     ctx: &TapContext,
-    tap: &Tap,
+    tap: &mut Tap,
     events: &mut mpsc::Receiver<TapEvent>,
 ) -> Result<(), Ending> {
     let began = std::time::Instant::now();
     let c = &ctx.client;
-    let ids = &tap.ids;
+    let ids = tap.ids.clone();
     let tap_args = format!("{TAP_MARK},{}", tap.session.info.session_id);
-    let media = ExternalMediaRequest {
-        channel_id: ids.media.clone(),
-        app: ctx.app.clone(),
-        external_host: format!("{}:{}", ctx.media_host, tap.session.info.port),
-        format: ctx.config.format.clone(),
-        encapsulation: "rtp",
-        transport: "udp",
-        connection_type: "client",
-        data: None,
+    let session_id = tap.session.info.session_id.clone();
+    let media = match (&ctx.audiosocket, tap.session.frames.take()) {
+        (Some(server), Some(frames)) => {
+            // The session id is a UUID: it names the call on the AudioSocket too.
+            server.register(&session_id, &session_id, frames);
+            ExternalMediaRequest {
+                channel_id: ids.media.clone(),
+                app: ctx.app.clone(),
+                external_host: format!("{}:{}", ctx.media_host, server.local_addr().port()),
+                format: ctx.config.format.clone(),
+                encapsulation: "audiosocket",
+                transport: "tcp",
+                connection_type: "client",
+                data: Some(session_id.clone()),
+            }
+        }
+        _ => ExternalMediaRequest {
+            channel_id: ids.media.clone(),
+            app: ctx.app.clone(),
+            external_host: format!("{}:{}", ctx.media_host, tap.session.info.port),
+            format: ctx.config.format.clone(),
+            encapsulation: "rtp",
+            transport: "udp",
+            connection_type: "client",
+            data: None,
+        },
     };
+    let tap = &*tap;
     let prepare = async {
         match tap.mode {
             TapMode::Listen => c.subscribe_channel(&ctx.app, &tap.channel).await,
@@ -171,7 +197,11 @@ async fn setup(
         return Err(fail(ctx, tap, "setup", &error));
     }
     let external = external.map_err(|e| fail(ctx, tap, "setup", &e))?;
-    let Some(asterisk_rtp) = external.unicast_rtp() else {
+    if ctx.audiosocket.is_some() {
+        // AudioSocket: Asterisk dials in with the UUID; nothing to lock.
+    } else if let Some(asterisk_rtp) = external.unicast_rtp() {
+        lock_source(ctx, tap, asterisk_rtp).await?;
+    } else {
         publish_error(
             ctx,
             tap,
@@ -182,8 +212,7 @@ async fn setup(
             ),
         );
         return Err(Ending::Failed);
-    };
-    lock_source(ctx, tap, asterisk_rtp).await?;
+    }
     // Both channels must be in our app before Asterisk lets us bridge them.
     let mut waiting = vec![ids.snoop.clone(), ids.media.clone()];
     let limit = tokio::time::sleep(Duration::from_millis(ctx.config.setup_timeout_ms));
@@ -267,6 +296,9 @@ async fn watch(ctx: &TapContext, tap: &mut Tap, events: &mut mpsc::Receiver<TapE
 
 async fn teardown(ctx: &TapContext, tap: &mut Tap, ending: &Ending) {
     let session_id = tap.session.info.session_id.clone();
+    if let Some(server) = &ctx.audiosocket {
+        server.unregister(&session_id);
+    }
     let cause = match ending {
         Ending::Gone(_) => EndCause::Hangup,
         _ => EndCause::Stopped,

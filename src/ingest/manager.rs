@@ -14,7 +14,9 @@ use crate::config::Config;
 use crate::events::model::EndCause;
 use crate::events::publisher::Publisher;
 use crate::ingest::ports::PortPool;
-use crate::ingest::rtp_udp::{self, OptionsUpdate, OwnerNote, SessionCommand, SessionContext};
+use crate::ingest::rtp_udp::{
+    self, MediaInput, OptionsUpdate, OwnerNote, SessionCommand, SessionContext,
+};
 use crate::media::session::{InputError, Session, SessionConfig};
 use crate::metrics::Metrics;
 
@@ -67,7 +69,29 @@ pub struct OwnedSession {
     pub ended: oneshot::Receiver<()>,
     /// The session's finals, as published.
     pub notes: mpsc::Receiver<OwnerNote>,
+    /// For a stream transport: where its RTP-framed audio goes (dropping it ends the call).
+    pub frames: Option<mpsc::Sender<Vec<u8>>>,
 }
+
+/// How a session's media arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// A reserved UDP port (RTP).
+    Udp,
+    /// A stream transport task hands RTP-framed audio over a channel; the name goes in
+    /// `asr.session.started`'s `transport`.
+    Stream(&'static str),
+}
+
+/// Frames queued between a stream transport and its session (20 ms each).
+const STREAM_FRAMES: usize = 64;
+
+/// What `start` gives back: the session, its end notice if new, a stream transport's sender.
+type StartedSession = (
+    SessionInfo,
+    Option<oneshot::Receiver<()>>,
+    Option<mpsc::Sender<Vec<u8>>>,
+);
 
 /// Finals an owner may fall behind on before it misses copies (never the events).
 const OWNER_NOTES: usize = 32;
@@ -119,7 +143,9 @@ impl SessionManager {
         self: &Arc<Self>,
         request: SessionRequest,
     ) -> Result<SessionInfo, ManagerError> {
-        self.start(request, None).await.map(|(info, _)| info)
+        self.start(request, None, MediaKind::Udp)
+            .await
+            .map(|(info, _, _)| info)
     }
 
     /// Start a session for an owner that watches it end and reads its finals. Unlike
@@ -127,14 +153,20 @@ impl SessionManager {
     pub async fn create_owned(
         self: &Arc<Self>,
         request: SessionRequest,
+        media: MediaKind,
     ) -> Result<OwnedSession, ManagerError> {
         if self.find_call(&request.call_id).is_some() {
             return Err(ManagerError::CallActive(request.call_id));
         }
         let (notes_tx, notes) = mpsc::channel(OWNER_NOTES);
-        let (info, ended) = self.start(request, Some(notes_tx)).await?;
+        let (info, ended, frames) = self.start(request, Some(notes_tx), media).await?;
         match ended {
-            Some(ended) => Ok(OwnedSession { info, ended, notes }),
+            Some(ended) => Ok(OwnedSession {
+                info,
+                ended,
+                notes,
+                frames,
+            }),
             None => Err(ManagerError::CallActive(info.call_id)),
         }
     }
@@ -173,24 +205,42 @@ impl SessionManager {
     }
 
     /// The session for `request`; with the receiver that fires when it ends if it is new
-    /// (None when the call already had one).
+    /// (None when the call already had one), and the frame sender of a stream transport.
     async fn start(
         self: &Arc<Self>,
         request: SessionRequest,
         owner: Option<mpsc::Sender<OwnerNote>>,
-    ) -> Result<(SessionInfo, Option<oneshot::Receiver<()>>), ManagerError> {
+        media: MediaKind,
+    ) -> Result<StartedSession, ManagerError> {
         if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ManagerError::ShuttingDown);
         }
         validate_call_id(&request.call_id)?;
         if let Some(existing) = self.find_call(&request.call_id) {
-            return Ok((existing, None));
+            return Ok((existing, None, None));
         }
-        let (socket, port) = self.bind_free_port().await?;
         let session_id = uuid::Uuid::new_v4().to_string();
-        let local_addr = SocketAddr::new(self.config.server.rtp_bind, port).to_string();
-        let session = match Session::new(self.session_config(&request, local_addr), Instant::now())
-        {
+        // Port 0: a stream transport holds no UDP port.
+        let (input, port, frames, transport, local_addr) = match media {
+            MediaKind::Udp => {
+                let (socket, port) = self.bind_free_port().await?;
+                let local = SocketAddr::new(self.config.server.rtp_bind, port).to_string();
+                (MediaInput::Udp(socket), port, None, "rtp", local)
+            }
+            MediaKind::Stream(transport) => {
+                let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+                (
+                    MediaInput::Frames(rx),
+                    0,
+                    Some(tx),
+                    transport,
+                    transport.to_owned(),
+                )
+            }
+        };
+        let mut config = self.session_config(&request, local_addr);
+        config.transport = transport;
+        let session = match Session::new(config, Instant::now()) {
             Ok(s) => s,
             Err(e) => {
                 self.release(port);
@@ -227,7 +277,7 @@ impl SessionManager {
                 };
                 drop(sessions);
                 self.release(port);
-                return Ok((existing, None));
+                return Ok((existing, None, None));
             }
             let entry = Entry {
                 call_id: request.call_id.clone(),
@@ -253,7 +303,7 @@ impl SessionManager {
         let id = session_id.clone();
         let (ended_tx, ended) = oneshot::channel();
         tokio::spawn(async move {
-            rtp_udp::run(socket, session, ctx, asr_tx, asr_rx, commands_rx).await;
+            rtp_udp::run(input, session, ctx, asr_tx, asr_rx, commands_rx).await;
             manager
                 .sessions
                 .lock()
@@ -269,7 +319,7 @@ impl SessionManager {
             call_id: request.call_id,
             port,
         };
-        Ok((info, Some(ended)))
+        Ok((info, Some(ended), frames))
     }
 
     /// Ask a session to end; it emits `asr.session.ended` once its finals are in.
@@ -400,6 +450,9 @@ impl SessionManager {
     }
 
     fn release(&self, port: u16) {
+        if port == 0 {
+            return;
+        }
         self.ports.release(port);
         self.metrics.ports_free.set(self.ports.free() as i64);
     }

@@ -1,4 +1,5 @@
-//! One tokio task per RTP session: owns the UDP socket and the `Session`, feeds it, routes its outputs.
+//! One tokio task per session: owns its media input (a UDP socket, or RTP-framed audio from a
+//! stream transport) and the `Session`, feeds it, routes its outputs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,49 @@ use crate::metrics::Metrics;
 const MAX_DATAGRAM: usize = 2048;
 /// Log at most one warning per cause this often per session.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a session's datagrams come from.
+pub enum MediaInput {
+    /// RTP over UDP (externalMedia's default).
+    Udp(UdpSocket),
+    /// Audio a stream transport (AudioSocket) has framed as RTP. The sender closing means
+    /// the call hung up.
+    Frames(mpsc::Receiver<Vec<u8>>),
+}
+
+/// One read from a [`MediaInput`].
+enum Received {
+    Datagram {
+        len: usize,
+        from: Option<SocketAddr>,
+    },
+    /// The stream transport's connection ended.
+    Closed,
+}
+
+impl MediaInput {
+    async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Received> {
+        match self {
+            MediaInput::Udp(socket) => {
+                socket
+                    .recv_from(buf)
+                    .await
+                    .map(|(len, from)| Received::Datagram {
+                        len,
+                        from: Some(from),
+                    })
+            }
+            MediaInput::Frames(rx) => Ok(match rx.recv().await {
+                Some(frame) => {
+                    let len = frame.len().min(buf.len());
+                    buf[..len].copy_from_slice(&frame[..len]);
+                    Received::Datagram { len, from: None }
+                }
+                None => Received::Closed,
+            }),
+        }
+    }
+}
 
 /// What the manager can tell a running session.
 #[derive(Debug, Clone)]
@@ -96,7 +140,7 @@ impl SessionContext {
 
 /// Run until the session has closed and emitted `asr.session.ended`.
 pub async fn run(
-    socket: UdpSocket,
+    mut input: MediaInput,
     mut session: Session,
     ctx: SessionContext,
     asr_tx: mpsc::Sender<AsrRequest>,
@@ -112,6 +156,7 @@ pub async fn run(
     let mut asr_tx = Some(asr_tx);
     let mut commands_open = true;
     let mut asr_open = true;
+    let mut input_open = true;
 
     loop {
         let deadline = loop {
@@ -177,9 +222,13 @@ pub async fn run(
                 None => asr_open = false,
             },
             () = sleep => session.handle_timeout(Instant::now()),
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => {
-                    if source.is_some_and(|s| s != from) {
+            received = input.recv(&mut buf), if input_open => match received {
+                Ok(Received::Closed) => {
+                    input_open = false;
+                    session.handle_close(Instant::now(), EndCause::Hangup);
+                }
+                Ok(Received::Datagram { len, from }) => {
+                    if from.is_some_and(|from| source.is_some_and(|s| s != from)) {
                         session.note_foreign_source();
                         ctx.metrics.rtp_foreign_source.inc();
                         continue;
@@ -187,7 +236,9 @@ pub async fn run(
                     match session.handle_rtp(Instant::now(), &buf[..len]) {
                         Ok(()) => {
                             // The first source to send valid RTP owns the port.
-                            source.get_or_insert(from);
+                            if let Some(from) = from {
+                                source.get_or_insert(from);
+                            }
                             ctx.metrics.rtp_packets.inc();
                             ctx.metrics.rtp_bytes.add(len as u64);
                         }
@@ -200,7 +251,7 @@ pub async fn run(
                             }
                             if last_warning.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                                 last_warning = Some(Instant::now());
-                                tracing::warn!(session = %ctx.session_id, %from, error = %err, "datagram not used");
+                                tracing::warn!(session = %ctx.session_id, ?from, error = %err, "datagram not used");
                             }
                         }
                     }
