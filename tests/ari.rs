@@ -176,20 +176,17 @@ fn listen_mode_transcribes_a_channel_and_tears_down_on_hangup() {
     assert_eq!((c.channels_created, c.bridges_created), (2, 1), "{c:?}");
 }
 
-#[test]
-fn audiosocket_transport_in_both_modes() {
+/// Listen and Stasis mode over a stream transport: transcripts, DTMF, hangup, cleanup.
+fn stream_transport_in_both_modes(ari: &str, transport: &str, codec: &str) {
     let pbx = Pbx::start();
-    let mut gw = gateway_with(
-        &[(&pbx, "pbx1")],
-        true,
-        "transport = \"audiosocket\"\nformat = \"slin16\"\naudiosocket_listen = \"127.0.0.1:0\"\n",
-    );
+    let mut gw = gateway_with(&[(&pbx, "pbx1")], true, ari);
     // Listen mode.
     let channel = pbx.call("yes-interested.wav");
-    let (status, body) = listen(&gw, "as-listen", json!({"type": "ari", "channel": channel}));
+    let call = format!("{transport}-listen");
+    let (status, body) = listen(&gw, &call, json!({"type": "ari", "channel": channel}));
     assert_eq!(status, 202, "{body}");
-    let started = wait_call(&mut gw, "as-listen", "asr.session.started", LONG);
-    assert_eq!(started["data"]["transport"], "audiosocket");
+    let started = wait_call(&mut gw, &call, "asr.session.started", LONG);
+    assert_eq!(started["data"]["transport"], transport);
     let session = session_of(&started);
     gw.wait_for(&session, "asr.transcript.final", LONG);
     assert_heard(&gw.transcript(&session), "yes I am interested", 0.75);
@@ -199,7 +196,7 @@ fn audiosocket_transport_in_both_modes() {
     pbx.hangup(&channel);
     let ended = gw.wait_for(&session, "asr.session.ended", LONG);
     assert_eq!(ended["data"]["cause"], "hangup");
-    assert_eq!(ended["data"]["codec"], "l16/16000");
+    assert_eq!(ended["data"]["codec"], codec);
 
     // Stasis mode.
     let channel = pbx.call("balance.wav");
@@ -212,6 +209,20 @@ fn audiosocket_transport_in_both_modes() {
     pbx.assert_nothing_left();
     let c = pbx.fake.counts();
     assert_eq!((c.channels_created, c.bridges_created), (4, 2), "{c:?}");
+}
+
+#[test]
+fn audiosocket_transport_in_both_modes() {
+    stream_transport_in_both_modes(
+        "transport = \"audiosocket\"\nformat = \"slin16\"\naudiosocket_listen = \"127.0.0.1:0\"\n",
+        "audiosocket",
+        "l16/16000",
+    );
+}
+
+#[test]
+fn websocket_transport_in_both_modes() {
+    stream_transport_in_both_modes("transport = \"websocket\"\n", "websocket", "pcmu");
 }
 
 #[test]

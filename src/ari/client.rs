@@ -140,6 +140,25 @@ impl AriClient {
         &self.server
     }
 
+    /// `ws(s)://host/media/<connection id>?api_key=user:pass`: where to connect to a
+    /// WebSocket media channel made with `connection_type=server`.
+    pub fn media_url(&self, connection_id: &str) -> String {
+        let root = self.base.trim_end_matches("/ari");
+        let ws = if let Some(rest) = root.strip_prefix("https://") {
+            format!("wss://{rest}/media/{connection_id}")
+        } else {
+            format!(
+                "ws://{}/media/{connection_id}",
+                root.trim_start_matches("http://")
+            )
+        };
+        let key = format!("{}:{}", self.username, self.password);
+        match reqwest::Url::parse_with_params(&ws, [("api_key", key.as_str())]) {
+            Ok(url) => url.to_string(),
+            Err(_) => ws,
+        }
+    }
+
     /// `GET /asterisk/info`: proves the server answers and takes our credentials.
     pub async fn check(&self) -> Result<(), AriError> {
         self.call(Method::GET, "/asterisk/info", &[])

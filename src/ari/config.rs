@@ -12,8 +12,9 @@ pub struct AriConfig {
     /// externalMedia `format`: what Asterisk sends us (`ulaw`, `alaw`, `slin`, `slin16`;
     /// AudioSocket carries only `slin` and `slin16`).
     pub format: String,
-    /// How Asterisk sends the audio: `rtp` (UDP, a port per call) or `audiosocket` (TCP to
-    /// `audiosocket_listen`, calls told apart by UUID).
+    /// How Asterisk sends the audio: `rtp` (UDP, a port per call), `audiosocket` (TCP to
+    /// `audiosocket_listen`, calls told apart by UUID) or `websocket` (the gateway connects
+    /// to Asterisk's `/media/<connection id>`).
     pub transport: MediaTransport,
     /// Where the AudioSocket server listens (when `transport = "audiosocket"`); Asterisk is
     /// told to connect to `server.advertise_host` (else the RTP bind address) and this port.
@@ -79,6 +80,8 @@ impl Default for StasisConfig {
 pub enum MediaTransport {
     Rtp,
     Audiosocket,
+    /// chan_websocket in server mode (Asterisk 20.16 / 21.11 / 22.6 / 23.0).
+    Websocket,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

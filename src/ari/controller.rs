@@ -332,7 +332,7 @@ impl AriHub {
             return Ok(None);
         }
         let audiosocket = match config.transport {
-            MediaTransport::Rtp => None,
+            MediaTransport::Rtp | MediaTransport::Websocket => None,
             MediaTransport::Audiosocket => Some(
                 AudioSocketServer::bind(
                     config.audiosocket_listen,

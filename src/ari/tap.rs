@@ -25,7 +25,9 @@ use crate::ingest::audiosocket::AudioSocketServer;
 use crate::ingest::manager::{
     ManagerError, MediaKind, OwnedSession, SessionManager, SessionRequest,
 };
+use crate::ingest::rtp_framing::StreamFormat;
 use crate::ingest::rtp_udp::OwnerNote;
+use crate::ingest::ws_media::{self, WsMediaTarget};
 use crate::metrics::Metrics;
 
 /// First word of the snoop's `appArgs`: marks channels the gateway created, so their
@@ -118,6 +120,7 @@ pub async fn reserve(
     let media = match ctx.config.transport {
         MediaTransport::Rtp => MediaKind::Udp,
         MediaTransport::Audiosocket => MediaKind::Stream("audiosocket"),
+        MediaTransport::Websocket => MediaKind::Stream("websocket"),
     };
     let request = SessionRequest {
         call_id,
@@ -147,7 +150,23 @@ async fn setup(
     let ids = tap.ids.clone();
     let tap_args = format!("{TAP_MARK},{}", tap.session.info.session_id);
     let session_id = tap.session.info.session_id.clone();
-    let media = match (&ctx.audiosocket, tap.session.frames.take()) {
+    let websocket = ctx.config.transport == MediaTransport::Websocket;
+    let mut frames = tap.session.frames.take();
+    let media = match (&ctx.audiosocket, frames.take()) {
+        (None, Some(sender)) if websocket => {
+            frames = Some(sender);
+            ExternalMediaRequest {
+                channel_id: ids.media.clone(),
+                app: ctx.app.clone(),
+                // Server mode: Asterisk waits for our connection.
+                external_host: "INCOMING".into(),
+                format: ctx.config.format.clone(),
+                encapsulation: "none",
+                transport: "websocket",
+                connection_type: "server",
+                data: None,
+            }
+        }
         (Some(server), Some(frames)) => {
             // The session id is a UUID: it names the call on the AudioSocket too.
             server.register(&session_id, &session_id, frames);
@@ -197,7 +216,9 @@ async fn setup(
         return Err(fail(ctx, tap, "setup", &error));
     }
     let external = external.map_err(|e| fail(ctx, tap, "setup", &e))?;
-    if ctx.audiosocket.is_some() {
+    if let (true, Some(sender)) = (websocket, frames) {
+        connect_media_socket(ctx, tap, &external, sender).await?;
+    } else if ctx.audiosocket.is_some() {
         // AudioSocket: Asterisk dials in with the UUID; nothing to lock.
     } else if let Some(asterisk_rtp) = external.unicast_rtp() {
         lock_source(ctx, tap, asterisk_rtp).await?;
@@ -242,6 +263,39 @@ async fn setup(
         .ari_tap_setup
         .observe(began.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// WebSocket server mode: connect to `/media/<connection id>`; the channel enters Stasis then.
+async fn connect_media_socket(
+    ctx: &TapContext,
+    tap: &Tap,
+    external: &crate::ari::model::ExternalMediaChannel,
+    frames: mpsc::Sender<Vec<u8>>,
+) -> Result<(), Ending> {
+    let failed = |message: String| {
+        publish_error(ctx, tap, "ari_request_failed", message);
+        Ending::Failed
+    };
+    let Some(connection) = external.websocket_connection_id() else {
+        return Err(failed(format!(
+            "ARI server {}: externalMedia answered without MEDIA_WEBSOCKET_CONNECTION_ID",
+            ctx.client.server()
+        )));
+    };
+    let Some(format) = StreamFormat::from_asterisk(&ctx.config.format) else {
+        return Err(failed(format!(
+            "format {} cannot be framed",
+            ctx.config.format
+        )));
+    };
+    let target = WsMediaTarget {
+        url: ctx.client.media_url(connection),
+        format,
+        session_id: tap.session.info.session_id.clone(),
+    };
+    ws_media::start(target, frames, ctx.manager.clone(), ctx.metrics.clone())
+        .await
+        .map_err(|e| failed(format!("ARI server {}: {e}", ctx.client.server())))
 }
 
 async fn lock_source(ctx: &TapContext, tap: &Tap, addr: SocketAddr) -> Result<(), Ending> {

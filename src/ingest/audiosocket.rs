@@ -1,5 +1,5 @@
 //! AudioSocket server: Asterisk dials in over TCP per externalMedia channel; audio goes to the
-//! session registered for the call's UUID, framed as RTP so the session's pipeline is the same.
+//! session registered for the call's UUID, framed as RTP (`rtp_framing`).
 //!
 //! Asterisk sends `0x01` + the UUID first, then 20 ms slin frames (little-endian) once the
 //! channel is bridged, DTMF as `0x03`, and closes TCP on hangup (no `0x00`). The gateway
@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::ingest::manager::SessionManager;
+use crate::ingest::rtp_framing::{RtpFramer, StreamFormat};
 use crate::media::audiosocket::{Decoder, FrameKind};
-use crate::media::rtp::RtpHeader;
 use crate::metrics::Metrics;
 
 /// How long a new connection may take to name its call.
@@ -95,7 +95,7 @@ impl AudioSocketServer {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 4096];
         let mut route: Option<Route> = None;
-        let mut packetizer = Packetizer::default();
+        let mut framer = RtpFramer::default();
         loop {
             let read = if route.is_none() {
                 match tokio::time::timeout(UUID_WAIT, stream.read(&mut buf)).await {
@@ -142,7 +142,7 @@ impl AudioSocketServer {
                 };
                 match frame.kind {
                     FrameKind::Audio { rate } => {
-                        let packet = packetizer.frame(rate, frame.payload);
+                        let packet = framer.frame(StreamFormat::SlinLe { rate }, frame.payload);
                         if current.frames.send(packet).await.is_err() {
                             // The session ended: closing the socket hangs the channel up.
                             return;
@@ -166,70 +166,5 @@ impl AudioSocketServer {
     fn refuse(&self, peer: SocketAddr, why: &str) {
         self.metrics.rtp_malformed.inc("audiosocket_refused");
         tracing::warn!(%peer, %why, "AudioSocket connection closed");
-    }
-}
-
-/// Frames slin audio as RTP for the session: Asterisk's static payload type of the rate,
-/// big-endian samples, sequence and timestamp counting frames and samples.
-#[derive(Default)]
-struct Packetizer {
-    sequence: u16,
-    timestamp: u32,
-}
-
-impl Packetizer {
-    fn frame(&mut self, rate: u32, little_endian: &[u8]) -> Vec<u8> {
-        let samples = (little_endian.len() / 2) as u32;
-        self.timestamp = self.timestamp.wrapping_add(samples);
-        self.sequence = self.sequence.wrapping_add(1);
-        let header = RtpHeader {
-            marker: false,
-            payload_type: static_slin_payload_type(rate),
-            sequence: self.sequence,
-            timestamp: self.timestamp,
-            ssrc: 0x4155_4453, // "AUDS"
-        };
-        let mut packet = Vec::with_capacity(12 + little_endian.len());
-        header.write_to(&mut packet);
-        for pair in little_endian.chunks_exact(2) {
-            packet.extend_from_slice(&[pair[1], pair[0]]);
-        }
-        packet
-    }
-}
-
-/// Asterisk's static payload type for slin at `rate` (ASTERISK-NOTES.md); 8 kHz otherwise.
-fn static_slin_payload_type(rate: u32) -> u8 {
-    match rate {
-        16_000 => 118,
-        12_000 => 122,
-        24_000 => 123,
-        32_000 => 124,
-        44_100 => 125,
-        48_000 => 126,
-        96_000 => 127,
-        192_000 => 96,
-        _ => 10,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::rtp::parse;
-
-    #[test]
-    fn slin_frames_become_big_endian_rtp_with_counting_headers() {
-        let mut p = Packetizer::default();
-        let le = [0x01, 0x02, 0x03, 0x04];
-        let first = p.frame(16_000, &le);
-        let second = p.frame(16_000, &le);
-        let a = parse(&first).unwrap();
-        let b = parse(&second).unwrap();
-        assert_eq!(a.header.payload_type, 118);
-        assert_eq!(a.payload, &[0x02, 0x01, 0x04, 0x03]);
-        assert_eq!(b.header.sequence, a.header.sequence.wrapping_add(1));
-        assert_eq!(b.header.timestamp, a.header.timestamp + 2);
-        assert_eq!(static_slin_payload_type(8_000), 10);
     }
 }
