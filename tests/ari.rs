@@ -314,6 +314,31 @@ fn hangup_mid_utterance_ends_the_session_with_its_speech() {
 }
 
 #[test]
+fn hangup_during_teardown_leaves_nothing() {
+    let pbx = Pbx::start();
+    let mut gw = gateway(&[(&pbx, "pbx1")], false);
+    let channel = pbx.call("yes-interested.wav");
+    listen(&gw, "teardown", json!({"type": "ari", "channel": channel}));
+    let started = wait_call(&mut gw, "teardown", "asr.session.started", LONG);
+    let session = session_of(&started);
+    // A stop command starts the teardown; the caller hangs up while it runs.
+    let stop = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/commands", gw.http))
+        .json(&json!({"command": "stop", "call_id": "teardown"}))
+        .send()
+        .unwrap();
+    assert_eq!(stop.status().as_u16(), 202);
+    pbx.hangup(&channel);
+    let ended = gw.wait_for(&session, "asr.session.ended", LONG);
+    assert!(
+        ["stopped", "hangup"].contains(&ended["data"]["cause"].as_str().unwrap()),
+        "{ended}"
+    );
+    pbx.assert_nothing_left();
+    assert!(gw.healthy());
+}
+
+#[test]
 fn ari_errors_are_reported_per_call_and_leave_nothing() {
     let pbx = Pbx::start();
     let mut gw = gateway(&[(&pbx, "pbx1")], false);
