@@ -314,6 +314,61 @@ fn hangup_mid_utterance_ends_the_session_with_its_speech() {
 }
 
 #[test]
+fn both_directions_are_two_sessions_labelled_by_speaker() {
+    let pbx = Pbx::start();
+    let mut gw = gateway(&[(&pbx, "pbx1")], false);
+    let channel = pbx.call("yes-interested.wav");
+    let media = json!({"type": "ari", "channel": channel, "directions": "both"});
+    let (status, body) = listen(&gw, "two-way", media);
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + LONG;
+    let started = loop {
+        let started: Vec<Value> = gw
+            .all()
+            .into_iter()
+            .filter(|e| e["type"] == "asr.session.started" && e["subject"] == "two-way")
+            .collect();
+        if started.len() == 2 {
+            break started;
+        }
+        assert!(Instant::now() < deadline, "sessions: {started:#?}");
+        gw.pump(Duration::from_millis(100));
+    };
+    let speaker_session = |speaker: &str| {
+        started
+            .iter()
+            .find(|e| e["data"]["speaker"] == speaker)
+            .map(session_of)
+            .unwrap_or_else(|| panic!("no {speaker} session: {started:#?}"))
+    };
+    let (heard, out) = (speaker_session("in"), speaker_session("out"));
+    gw.wait_for(&heard, "asr.transcript.final", LONG);
+    assert_heard(&gw.transcript(&heard), "yes I am interested", 0.75);
+
+    // One stop command ends both streams of the call.
+    let stop = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/commands", gw.http))
+        .json(&json!({"command": "stop", "call_id": "two-way"}))
+        .send()
+        .unwrap();
+    assert_eq!(stop.status().as_u16(), 202);
+    gw.wait_for(&heard, "asr.session.ended", LONG);
+    gw.wait_for(&out, "asr.session.ended", LONG);
+    pbx.assert_nothing_left();
+    let c = pbx.fake.counts();
+    assert_eq!((c.channels_created, c.bridges_created), (4, 2), "{c:?}");
+    let snoops: Vec<String> = pbx
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|(_, p)| p.ends_with("/snoop"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(snoops.len(), 2, "{snoops:?}");
+    pbx.hangup(&channel);
+}
+
+#[test]
 fn hangup_during_teardown_leaves_nothing() {
     let pbx = Pbx::start();
     let mut gw = gateway(&[(&pbx, "pbx1")], false);

@@ -76,15 +76,28 @@ fn word(w: &str, start_ms: u64, end_ms: u64, confidence: f32) -> WordTiming {
 fn samples(kind: EventKind) -> Vec<Event> {
     let session = |offset, body| stamp(SESSION, CALL, offset, body);
     match kind {
-        EventKind::SessionStarted => vec![session(
-            0,
-            EventBody::SessionStarted {
-                transport: "rtp",
-                local_addr: "0.0.0.0:40000".into(),
-                engine_sample_rate: 16000,
-                mode: "utterance",
-            },
-        )],
+        EventKind::SessionStarted => vec![
+            session(
+                0,
+                EventBody::SessionStarted {
+                    transport: "rtp",
+                    local_addr: "0.0.0.0:40000".into(),
+                    engine_sample_rate: 16000,
+                    mode: "utterance",
+                    speaker: None,
+                },
+            ),
+            session(
+                0,
+                EventBody::SessionStarted {
+                    transport: "audiosocket",
+                    local_addr: "audiosocket".into(),
+                    engine_sample_rate: 16000,
+                    mode: "call",
+                    speaker: Some("out"),
+                },
+            ),
+        ],
         EventKind::SpeechStarted => vec![session(
             540,
             EventBody::SpeechStarted {
@@ -467,6 +480,8 @@ fn commands_match_command_json_and_the_parser() {
         json!({"command": "start", "call_id": "42", "media": {"type": "ari", "channel": "1795334591.22"}}),
         json!({"command": "start", "call_id": "42",
                "media": {"type": "ari", "server": "pbx1", "channel": "1795334591.22"}}),
+        json!({"command": "start", "call_id": "42",
+               "media": {"type": "ari", "channel": "1795334591.22", "directions": "both"}}),
         json!({"command": "stop", "call_id": "42"}),
         json!({"command": "stop", "command_id": "c-2", "call_id": "42"}),
         json!({"command": "update", "call_id": "42", "options": {}}),
@@ -490,6 +505,7 @@ fn commands_match_command_json_and_the_parser() {
         json!({"command": "start", "call_id": "1", "options": {"langauge": "en"}}),
         json!({"command": "start", "call_id": "1", "media": {"type": "ari_channel"}}),
         json!({"command": "start", "call_id": "1", "media": {"type": "ari"}}),
+        json!({"command": "start", "call_id": "1", "media": {"type": "ari", "channel": "c", "directions": "out"}}),
         json!({"command": "start", "call_id": "1", "media": {"type": "ari", "channel": "c", "spy": "out"}}),
         json!({"command": "start", "call_id": "1", "media": null}),
         json!({"command": "start", "call_id": "1", "options": {"hints": "yes"}}),

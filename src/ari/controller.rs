@@ -19,6 +19,7 @@ use crate::ari::config::{AriConfig, MediaTransport};
 use crate::ari::events::{self, Feed};
 use crate::ari::model::Event as AriEvent;
 use crate::ari::tap::{self, Tap, TapContext, TapEvent, TapIds, TapMode, TAP_MARK};
+use crate::control::commands::Directions;
 use crate::events::publisher::Publisher;
 use crate::ingest::audiosocket::AudioSocketServer;
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
@@ -39,7 +40,7 @@ struct Route {
 pub struct AriController {
     ctx: Arc<TapContext>,
     /// Channel id (the call's, the snoop's, the externalMedia's) → its tap's events.
-    routes: Mutex<HashMap<String, Route>>,
+    routes: Mutex<HashMap<String, Vec<Route>>>,
     /// Taps running now.
     active: Mutex<usize>,
     idle: Notify,
@@ -106,11 +107,27 @@ impl AriController {
         self: &Arc<Self>,
         channel: &str,
         request: SessionRequest,
+        directions: Directions,
     ) -> Result<SessionInfo, ManagerError> {
         if let Some(existing) = self.ctx.manager.find_call(&request.call_id) {
             return Ok(existing);
         }
-        self.begin(TapMode::Listen, channel, request).await
+        match directions {
+            Directions::In => self.begin(TapMode::Listen, channel, request).await,
+            Directions::Both => {
+                let out = SessionRequest {
+                    speaker: Some("out"),
+                    ..request.clone()
+                };
+                let heard = SessionRequest {
+                    speaker: Some("in"),
+                    ..request
+                };
+                let info = self.begin(TapMode::Listen, channel, heard).await?;
+                self.begin(TapMode::Listen, channel, out).await?;
+                Ok(info)
+            }
+        }
     }
 
     async fn begin(
@@ -120,6 +137,7 @@ impl AriController {
         request: SessionRequest,
     ) -> Result<SessionInfo, ManagerError> {
         let call_id = request.call_id.clone();
+        let request_spy = request.speaker.unwrap_or("in");
         let session = tap::reserve(&self.ctx, call_id, request).await?;
         let info = session.info.clone();
         let ids = TapIds::new(&info.session_id);
@@ -132,12 +150,14 @@ impl AriController {
                     tx: events_tx.clone(),
                     call: i == 0,
                 };
-                routes.insert(id.clone(), route);
+                // Several taps may listen to one call (one per direction).
+                routes.entry(id.clone()).or_default().push(route);
             }
         }
         *self.active.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let tap = Tap {
             mode,
+            spy: request_spy,
             channel: channel.to_owned(),
             ids,
             session,
@@ -149,7 +169,12 @@ impl AriController {
             {
                 let mut routes = controller.lock_routes();
                 for id in &channels {
-                    routes.remove(id);
+                    if let Some(list) = routes.get_mut(id) {
+                        list.retain(|r| !r.tx.same_channel(&events_tx));
+                        if list.is_empty() {
+                            routes.remove(id);
+                        }
+                    }
                 }
             }
             let mut active = controller.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,17 +205,20 @@ impl AriController {
         }
     }
 
-    fn lock_routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Route>>> {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn forward(&self, channel: &str, event: TapEvent) -> bool {
-        let Some(tx) = self.lock_routes().get(channel).map(|r| r.tx.clone()) else {
-            return false;
+        let senders: Vec<mpsc::Sender<TapEvent>> = match self.lock_routes().get(channel) {
+            Some(list) => list.iter().map(|r| r.tx.clone()).collect(),
+            None => return false,
         };
-        // Closed: the tap is finishing (e.g. the events of its own teardown); nothing to do.
-        if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event) {
-            tracing::warn!(server = %self.server(), %channel, ?event, "tap not reading its events; one dropped");
+        for tx in senders {
+            // Closed: the tap is finishing (e.g. the events of its own teardown).
+            if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event.clone()) {
+                tracing::warn!(server = %self.server(), %channel, ?event, "tap not reading its events; one dropped");
+            }
         }
         true
     }
@@ -205,6 +233,7 @@ impl AriController {
                         let taps: Vec<mpsc::Sender<TapEvent>> = self
                             .lock_routes()
                             .values()
+                            .flatten()
                             .filter(|r| r.call)
                             .map(|r| r.tx.clone())
                             .collect();
@@ -290,7 +319,10 @@ impl AriController {
                 channel,
             } => {
                 // Only the call's own channel: a snoop does not carry the caller's keys.
-                let is_call = self.lock_routes().get(&channel.id).is_some_and(|r| r.call);
+                let is_call = self
+                    .lock_routes()
+                    .get(&channel.id)
+                    .is_some_and(|list| list.iter().any(|r| r.call));
                 if let (true, Some(digit)) = (is_call, digit.chars().next()) {
                     self.forward(&channel.id, TapEvent::Dtmf { digit, duration_ms });
                 }

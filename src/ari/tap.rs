@@ -93,6 +93,8 @@ impl TapIds {
 /// One call being tapped.
 pub struct Tap {
     pub mode: TapMode,
+    /// Snoop direction: `in` (the channel's own voice) or `out` (what it hears).
+    pub spy: &'static str,
     /// The Asterisk channel whose audio is recognized.
     pub channel: String,
     pub ids: TapIds,
@@ -203,7 +205,7 @@ async fn setup(
     // Round trip 1: everything that does not depend on anything else, at once.
     let (prepared, snooped, external, bridged) = tokio::join!(
         prepare,
-        c.snoop(&tap.channel, &ids.snoop, &ctx.app, &tap_args, "in"),
+        c.snoop(&tap.channel, &ids.snoop, &ctx.app, &tap_args, tap.spy),
         c.external_media(&media),
         c.create_bridge(&ids.bridge),
     );

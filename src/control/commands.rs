@@ -77,7 +77,20 @@ pub enum MediaSource {
         server: Option<String>,
         /// The channel id (`Channel.id`, e.g. `1795334591.22`).
         channel: String,
+        /// `in` (default: the channel's own voice) or `both` (also what it hears, as a
+        /// second stream; `asr.session.started` says which `speaker` each session is).
+        #[serde(default)]
+        directions: Directions,
     },
+}
+
+/// Which directions of an ARI channel to recognize.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Directions {
+    #[default]
+    In,
+    Both,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -175,10 +188,15 @@ impl Dispatcher {
                     interim_results: options.interim_results,
                     hints: options.hints,
                     media_timeout: None,
+                    speaker: None,
                 };
                 let created = match &media {
                     MediaSource::Rtp => self.manager.create(request).await,
-                    MediaSource::Ari { server, channel } => {
+                    MediaSource::Ari {
+                        server,
+                        channel,
+                        directions,
+                    } => {
                         let controller = match self.ari_server(server.as_deref()) {
                             Ok(c) => c,
                             Err(reason) => {
@@ -190,7 +208,7 @@ impl Dispatcher {
                                 )
                             }
                         };
-                        controller.listen(channel, request).await
+                        controller.listen(channel, request, *directions).await
                     }
                 };
                 match created {

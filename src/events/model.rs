@@ -59,6 +59,9 @@ pub enum EventBody {
         local_addr: String,
         engine_sample_rate: u32,
         mode: &'static str,
+        /// `in` (the channel's own voice) or `out` (what it hears), when call logic asked
+        /// for both directions of an ARI channel as separate streams; else None.
+        speaker: Option<&'static str>,
     },
     SpeechStarted {
         utterance: u32,

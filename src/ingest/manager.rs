@@ -35,6 +35,10 @@ pub struct SessionRequest {
     /// (set by the ARI controller: a snoop sends continuously, so silence there means gone).
     #[serde(skip)]
     pub media_timeout: Option<Duration>,
+    /// Which direction of an ARI channel this session hears (`in` or `out`), when call logic
+    /// asked for both as separate streams; a call then has one session per speaker.
+    #[serde(skip)]
+    pub speaker: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -98,6 +102,7 @@ const OWNER_NOTES: usize = 32;
 
 struct Entry {
     call_id: String,
+    speaker: Option<&'static str>,
     port: u16,
     commands: mpsc::Sender<SessionCommand>,
 }
@@ -155,7 +160,10 @@ impl SessionManager {
         request: SessionRequest,
         media: MediaKind,
     ) -> Result<OwnedSession, ManagerError> {
-        if self.find_call(&request.call_id).is_some() {
+        if self
+            .find_speaker(&request.call_id, request.speaker)
+            .is_some()
+        {
             return Err(ManagerError::CallActive(request.call_id));
         }
         let (notes_tx, notes) = mpsc::channel(OWNER_NOTES);
@@ -216,7 +224,7 @@ impl SessionManager {
             return Err(ManagerError::ShuttingDown);
         }
         validate_call_id(&request.call_id)?;
-        if let Some(existing) = self.find_call(&request.call_id) {
+        if let Some(existing) = self.find_speaker(&request.call_id, request.speaker) {
             return Ok((existing, None, None));
         }
         let session_id = uuid::Uuid::new_v4().to_string();
@@ -268,7 +276,10 @@ impl SessionManager {
         let (commands, commands_rx) = mpsc::channel(8);
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((id, entry)) = sessions.iter().find(|(_, e)| e.call_id == request.call_id) {
+            if let Some((id, entry)) = sessions
+                .iter()
+                .find(|(_, e)| e.call_id == request.call_id && e.speaker == request.speaker)
+            {
                 // Lost a race with another start for the same call: use that session.
                 let existing = SessionInfo {
                     session_id: id.clone(),
@@ -281,6 +292,7 @@ impl SessionManager {
             }
             let entry = Entry {
                 call_id: request.call_id.clone(),
+                speaker: request.speaker,
                 port,
                 commands,
             };
@@ -346,12 +358,37 @@ impl SessionManager {
             })
     }
 
-    /// End the session of a call (stop command).
+    /// The session of a call for one speaker (None: the call's only stream).
+    fn find_speaker(&self, call_id: &str, speaker: Option<&'static str>) -> Option<SessionInfo> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .find(|(_, e)| e.call_id == call_id && e.speaker == speaker)
+            .map(|(id, e)| SessionInfo {
+                session_id: id.clone(),
+                call_id: e.call_id.clone(),
+                port: e.port,
+            })
+    }
+
+    /// Ids of every session of a call (one, or one per speaker).
+    fn call_sessions(&self, call_id: &str) -> Vec<String> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .filter(|(_, e)| e.call_id == call_id)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// End the sessions of a call (stop command).
     pub fn stop_call(&self, call_id: &str, cause: EndCause) -> Result<SessionInfo, ManagerError> {
         let info = self
             .find_call(call_id)
             .ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
-        self.stop(&info.session_id, cause)?;
+        for id in self.call_sessions(call_id) {
+            let _ = self.stop(&id, cause);
+        }
         Ok(info)
     }
 
@@ -364,15 +401,11 @@ impl SessionManager {
         let info = self
             .find_call(call_id)
             .ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
-        let commands = {
-            let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            sessions.get(&info.session_id).map(|e| e.commands.clone())
-        };
-        let commands = commands.ok_or_else(|| ManagerError::CallNotFound(call_id.into()))?;
-        commands
-            .send(SessionCommand::Update(update))
-            .await
-            .map_err(|_| ManagerError::CallNotFound(call_id.into()))?;
+        for id in self.call_sessions(call_id) {
+            self.tell(&id, SessionCommand::Update(update.clone()))
+                .await
+                .map_err(|_| ManagerError::CallNotFound(call_id.into()))?;
+        }
         Ok(info)
     }
 
@@ -473,6 +506,7 @@ impl SessionManager {
             final_timeout: Duration::from_millis(c.asr.final_timeout_ms) + Duration::from_secs(2),
             transport: "rtp",
             local_addr,
+            speaker: request.speaker,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct SessionConfig {
     /// For `asr.session.started`.
     pub transport: &'static str,
     pub local_addr: String,
+    /// `in` or `out` when the call is recognized as one stream per direction.
+    pub speaker: Option<&'static str>,
 }
 
 impl Default for SessionConfig {
@@ -61,6 +63,7 @@ impl Default for SessionConfig {
             final_timeout: Duration::from_secs(5),
             transport: "rtp",
             local_addr: "127.0.0.1:40000".into(),
+            speaker: None,
         }
     }
 }
@@ -170,6 +173,7 @@ impl Session {
                 local_addr: config.local_addr.clone(),
                 engine_sample_rate: config.engine_rate,
                 mode: config.mode.name(),
+                speaker: config.speaker,
             },
         }));
         Ok(Self {
