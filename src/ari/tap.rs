@@ -322,9 +322,15 @@ async fn watch(ctx: &TapContext, tap: &mut Tap, events: &mut mpsc::Receiver<TapE
             event = events.recv() => match event {
                 Some(TapEvent::Gone { why, .. }) => return Ending::Gone(why),
                 Some(TapEvent::Reconnected) => {
-                    // The socket was down: a hangup may have been missed.
-                    if let Err(e) = ctx.client.channel(&tap.channel).await {
-                        if e.is_gone() {
+                    // The socket was down: a hangup may have been missed, and a listen tap
+                    // renews its subscription (which also proves the channel still exists:
+                    // Asterisk answers 422 for an unknown event source).
+                    let check = match tap.mode {
+                        TapMode::Listen => ctx.client.subscribe_channel(&ctx.app, &tap.channel).await,
+                        TapMode::Stasis => ctx.client.channel(&tap.channel).await.map(drop),
+                    };
+                    if let Err(e) = check {
+                        if e.is_gone() || e.status() == Some(422) {
                             return Ending::Gone(format!("channel {} no longer exists", tap.channel));
                         }
                     }
