@@ -15,8 +15,8 @@ use asr_gateway::events::outgoing::OutgoingEvent;
 use asr_gateway::events::rabbitmq::{RabbitConfig, RabbitSink};
 use asr_gateway::events::sink::Sink;
 use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -37,6 +37,9 @@ struct Case {
     events: usize,
     batch: usize,
     queue_version: i32,
+    /// A consumer drains the queue while publishing (call logic reading its events), on its
+    /// own connection; without it the events pile up in the queue.
+    consumer: bool,
 }
 
 const FULL: &[Case] = &[
@@ -44,26 +47,45 @@ const FULL: &[Case] = &[
         events: 200_000,
         batch: 500,
         queue_version: 1,
+        consumer: false,
     },
     Case {
         events: 200_000,
         batch: 500,
         queue_version: 2,
+        consumer: false,
     },
     Case {
         events: 50_000,
         batch: 100,
         queue_version: 2,
+        consumer: false,
     },
     Case {
         events: 5_000,
         batch: 1,
         queue_version: 1,
+        consumer: false,
     },
     Case {
         events: 5_000,
         batch: 1,
         queue_version: 2,
+        consumer: false,
+    },
+];
+const WITH_CONSUMER: &[Case] = &[
+    Case {
+        events: 200_000,
+        batch: 500,
+        queue_version: 1,
+        consumer: true,
+    },
+    Case {
+        events: 200_000,
+        batch: 500,
+        queue_version: 2,
+        consumer: true,
     },
 ];
 const SMOKE: &[Case] = &[
@@ -71,11 +93,13 @@ const SMOKE: &[Case] = &[
         events: 1_000,
         batch: 500,
         queue_version: 1,
+        consumer: false,
     },
     Case {
         events: 50,
         batch: 1,
         queue_version: 2,
+        consumer: false,
     },
 ];
 
@@ -108,7 +132,7 @@ async fn run(full: bool) {
         .expect("exchange");
 
     let sink = RabbitSink::connect(RabbitConfig {
-        url,
+        url: url.clone(),
         exchange: exchange.clone(),
         confirm_timeout_ms: 30_000,
         ..RabbitConfig::default()
@@ -119,9 +143,23 @@ async fn run(full: bool) {
     // Other work on the machine shares the cores with the broker and this client.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("sink_rabbitmq: load average at start: {}", load.trim());
-    for case in if full { FULL } else { SMOKE } {
-        let queue = format!("bench.events.q{}.{suffix}", case.queue_version);
+    let cases: Vec<&Case> = if full {
+        FULL.iter().chain(WITH_CONSUMER).collect()
+    } else {
+        SMOKE.iter().collect()
+    };
+    for case in cases {
+        let queue = format!(
+            "bench.events.q{}{}.{suffix}",
+            case.queue_version,
+            if case.consumer { "c" } else { "" }
+        );
         declare_queue(&channel, &exchange, &queue, case.queue_version).await;
+        let drained = if case.consumer {
+            Some(drain(&url, &queue).await)
+        } else {
+            None
+        };
         let events = make_events(case.events);
         let bytes: usize = events.iter().map(|e| e.json.len()).sum();
         let start = Instant::now();
@@ -129,12 +167,17 @@ async fn run(full: bool) {
             sink.publish(chunk).await.expect("batch confirmed");
         }
         let secs = start.elapsed().as_secs_f64();
+        if let Some((consumer_conn, task)) = drained {
+            task.abort();
+            let _ = consumer_conn.close(200, "done".into()).await;
+        }
         println!(
-            "sink_rabbitmq: {} events of {} B, batch {}, queue v{}: {:.0} events/s confirmed, {:.1} MB/s, {:.3} ms per batch",
+            "sink_rabbitmq: {} events of {} B, batch {}, queue v{}{}: {:.0} events/s confirmed, {:.1} MB/s, {:.3} ms per batch",
             case.events,
             bytes / case.events,
             case.batch,
             case.queue_version,
+            if case.consumer { " with a consumer draining it" } else { "" },
             case.events as f64 / secs,
             bytes as f64 / secs / 1e6,
             secs * 1e3 / case.events.div_ceil(case.batch) as f64,
@@ -149,6 +192,29 @@ async fn run(full: bool) {
         .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await;
     let _ = conn.close(200, "done".into()).await;
+}
+
+/// A consumer (own connection, auto-ack) reading `queue` as fast as the broker delivers.
+async fn drain(url: &str, queue: &str) -> (Connection, tokio::task::JoinHandle<()>) {
+    use futures_util::StreamExt;
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("consumer connection");
+    let channel = conn.create_channel().await.expect("consumer channel");
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "bench-drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let task = tokio::spawn(async move { while let Some(Ok(_)) = consumer.next().await {} });
+    (conn, task)
 }
 
 /// A durable queue bound with `asr.#`: every event is routed to it and persisted.
