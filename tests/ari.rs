@@ -369,6 +369,30 @@ fn both_directions_are_two_sessions_labelled_by_speaker() {
 }
 
 #[test]
+fn media_that_stops_ends_the_tap() {
+    let pbx = Pbx::start();
+    let mut gw = gateway(&[(&pbx, "pbx1")], false);
+    let channel = pbx.call("balance.wav");
+    listen(&gw, "silent", json!({"type": "ari", "channel": channel}));
+    let started = wait_call(&mut gw, "silent", "asr.session.started", LONG);
+    let session = session_of(&started);
+    gw.wait_for(&session, "asr.speech.started", LONG);
+    // Someone else takes the bridge away: the call is up, but no media reaches the gateway.
+    let c = FakeConfig::default();
+    let gone = reqwest::blocking::Client::new()
+        .delete(format!("{}/ari/bridges/{session}-bridge", pbx.fake.url()))
+        .basic_auth(&c.username, Some(&c.password))
+        .send()
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 204);
+    let ended = gw.wait_for(&session, "asr.session.ended", LONG);
+    assert_eq!(ended["data"]["cause"], "idle_timeout");
+    pbx.assert_nothing_left();
+    assert!(pbx.fake.channel_exists(&channel), "the call itself goes on");
+    pbx.hangup(&channel);
+}
+
+#[test]
 fn hangup_during_teardown_leaves_nothing() {
     let pbx = Pbx::start();
     let mut gw = gateway(&[(&pbx, "pbx1")], false);
