@@ -98,14 +98,26 @@ fn gateway_with(servers: &[(&Pbx, &str)], stasis: bool, ari: &str) -> GatewayPro
     gw
 }
 
-fn listen(gw: &GatewayProcess, call_id: &str, media: Value) -> (u16, Value) {
+/// POST a command; (HTTP status, answer).
+fn command(gw: &GatewayProcess, body: Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()
         .post(format!("http://{}/v1/commands", gw.http))
-        .json(&json!({"command": "start", "command_id": "c1", "call_id": call_id, "media": media}))
+        .json(&body)
         .send()
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().unwrap_or(Value::Null))
+}
+
+fn listen(gw: &GatewayProcess, call_id: &str, media: Value) -> (u16, Value) {
+    command(
+        gw,
+        json!({"command": "start", "command_id": "c1", "call_id": call_id, "media": media}),
+    )
+}
+
+fn stop(gw: &GatewayProcess, call_id: &str) -> u16 {
+    command(gw, json!({"command": "stop", "call_id": call_id})).0
 }
 
 /// The session of the first event of `kind` for `call_id`.
@@ -346,12 +358,7 @@ fn both_directions_are_two_sessions_labelled_by_speaker() {
     assert_heard(&gw.transcript(&heard), "yes I am interested", 0.75);
 
     // One stop command ends both streams of the call.
-    let stop = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/commands", gw.http))
-        .json(&json!({"command": "stop", "call_id": "two-way"}))
-        .send()
-        .unwrap();
-    assert_eq!(stop.status().as_u16(), 202);
+    assert_eq!(stop(&gw, "two-way"), 202);
     gw.wait_for(&heard, "asr.session.ended", LONG);
     gw.wait_for(&out, "asr.session.ended", LONG);
     pbx.assert_nothing_left();
@@ -401,12 +408,7 @@ fn hangup_during_teardown_leaves_nothing() {
     let started = wait_call(&mut gw, "teardown", "asr.session.started", LONG);
     let session = session_of(&started);
     // A stop command starts the teardown; the caller hangs up while it runs.
-    let stop = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/commands", gw.http))
-        .json(&json!({"command": "stop", "call_id": "teardown"}))
-        .send()
-        .unwrap();
-    assert_eq!(stop.status().as_u16(), 202);
+    assert_eq!(stop(&gw, "teardown"), 202);
     pbx.hangup(&channel);
     let ended = gw.wait_for(&session, "asr.session.ended", LONG);
     assert!(

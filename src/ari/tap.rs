@@ -152,47 +152,43 @@ async fn setup(
     let ids = tap.ids.clone();
     let tap_args = format!("{TAP_MARK},{}", tap.session.info.session_id);
     let session_id = tap.session.info.session_id.clone();
-    let websocket = ctx.config.transport == MediaTransport::Websocket;
+    // A stream transport's audio sender: AudioSocket hands it to its server now (Asterisk
+    // dials in with the UUID), WebSocket keeps it until it has connected.
     let mut frames = tap.session.frames.take();
-    let media = match (&ctx.audiosocket, frames.take()) {
-        (None, Some(sender)) if websocket => {
-            frames = Some(sender);
-            ExternalMediaRequest {
-                channel_id: ids.media.clone(),
-                app: ctx.app.clone(),
-                // Server mode: Asterisk waits for our connection.
-                external_host: "INCOMING".into(),
-                format: ctx.config.format.clone(),
-                encapsulation: "none",
-                transport: "websocket",
-                connection_type: "server",
-                data: None,
+    let (external_host, encapsulation, transport, connection_type, data) =
+        match (ctx.config.transport, &ctx.audiosocket) {
+            // Server mode: Asterisk waits for our connection.
+            (MediaTransport::Websocket, _) => {
+                ("INCOMING".to_owned(), "none", "websocket", "server", None)
             }
-        }
-        (Some(server), Some(frames)) => {
-            // The session id is a UUID: it names the call on the AudioSocket too.
-            server.register(&session_id, &session_id, frames);
-            ExternalMediaRequest {
-                channel_id: ids.media.clone(),
-                app: ctx.app.clone(),
-                external_host: format!("{}:{}", ctx.media_host, server.local_addr().port()),
-                format: ctx.config.format.clone(),
-                encapsulation: "audiosocket",
-                transport: "tcp",
-                connection_type: "client",
-                data: Some(session_id.clone()),
+            (MediaTransport::Audiosocket, Some(server)) => {
+                if let Some(sender) = frames.take() {
+                    // The session id is a UUID: it names the call on the AudioSocket too.
+                    server.register(&session_id, &session_id, sender);
+                }
+                let host = format!("{}:{}", ctx.media_host, server.local_addr().port());
+                (
+                    host,
+                    "audiosocket",
+                    "tcp",
+                    "client",
+                    Some(session_id.clone()),
+                )
             }
-        }
-        _ => ExternalMediaRequest {
-            channel_id: ids.media.clone(),
-            app: ctx.app.clone(),
-            external_host: format!("{}:{}", ctx.media_host, tap.session.info.port),
-            format: ctx.config.format.clone(),
-            encapsulation: "rtp",
-            transport: "udp",
-            connection_type: "client",
-            data: None,
-        },
+            _ => {
+                let host = format!("{}:{}", ctx.media_host, tap.session.info.port);
+                (host, "rtp", "udp", "client", None)
+            }
+        };
+    let media = ExternalMediaRequest {
+        channel_id: ids.media.clone(),
+        app: ctx.app.clone(),
+        external_host,
+        format: ctx.config.format.clone(),
+        encapsulation,
+        transport,
+        connection_type,
+        data,
     };
     let tap = &*tap;
     let prepare = async {
@@ -218,10 +214,10 @@ async fn setup(
         return Err(fail(ctx, tap, "setup", &error));
     }
     let external = external.map_err(|e| fail(ctx, tap, "setup", &e))?;
-    if let (true, Some(sender)) = (websocket, frames) {
+    if let (MediaTransport::Websocket, Some(sender)) = (ctx.config.transport, frames) {
         connect_media_socket(ctx, tap, &external, sender).await?;
-    } else if ctx.audiosocket.is_some() {
-        // AudioSocket: Asterisk dials in with the UUID; nothing to lock.
+    } else if ctx.config.transport == MediaTransport::Audiosocket {
+        // Asterisk dials in with the UUID: there is no source address to lock.
     } else if let Some(asterisk_rtp) = external.unicast_rtp() {
         lock_source(ctx, tap, asterisk_rtp).await?;
     } else {
