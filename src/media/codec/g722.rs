@@ -12,13 +12,16 @@
 //! bit-exact with other conforming decoders. Block names from the
 //! Recommendation (INVQBL, LOGSCL, UPPOL2, ...) appear in the comments.
 //!
+//! The sub-band state blocks (`LowBand`, `HighBand`) are shared with the encoder
+//! (`g722_encoder`), whose local decoder must adapt exactly as this one does.
+//!
 //! Scaling: the Recommendation works on 14-bit PCM; like common 16-bit
 //! implementations, the receive QMF shifts by 11 instead of 12 so that the
 //! output is at the 16-bit scale of encoders that feed 16-bit PCM.
 
 /// Inverse quantiser output magnitudes of the lower sub-band 6-bit quantiser
 /// (QQ6, intervals 1..30), in the Recommendation's units; multiplied by 8 when used.
-const QQ6: [i32; 30] = [
+pub(crate) const QQ6: [i32; 30] = [
     17, 54, 91, 130, 170, 211, 254, 300, 347, 396, 447, 501, 558, 618, 682, 750, 822, 899, 982,
     1072, 1170, 1279, 1399, 1535, 1689, 1873, 2088, 2376, 2738, 3101,
 ];
@@ -28,7 +31,7 @@ const QQ6: [i32; 30] = [
 const QQ4: [i32; 8] = [0, 150, 323, 530, 786, 1121, 1612, 2557];
 
 /// Output magnitudes of the higher sub-band 2-bit quantiser (QQ2, intervals 1..2); x8 when used.
-const QQ2: [i32; 2] = [202, 926];
+pub(crate) const QQ2: [i32; 2] = [202, 926];
 
 /// Log scale factor increments of the lower band (WL) per 4-bit interval 0..7.
 const WL: [i32; 8] = [-60, -30, 58, 172, 334, 538, 1198, 3042];
@@ -44,7 +47,7 @@ const ILB: [i32; 32] = [
 ];
 
 /// The 24 QMF coefficients h0..h23 (symmetric), shared by transmit and receive QMF.
-const QMF_H: [i32; 24] = [
+pub(crate) const QMF_H: [i32; 24] = [
     3, -11, -11, 53, 12, -156, 32, 362, -210, -805, 951, 3876, 3876, 951, -805, -210, 362, 32,
     -156, 12, 53, -11, -11, 3,
 ];
@@ -54,7 +57,7 @@ const QMF_H: [i32; 24] = [
 /// intervals 3..30 are 31 down to 4; positive intervals 1, 2 are 61, 60 and
 /// 3..30 are 59 down to 32. Codes 0..3 never come from an encoder; they read as
 /// interval 1, negative.
-const fn il6_interval(code: u8) -> (bool, usize) {
+pub(crate) const fn il6_interval(code: u8) -> (bool, usize) {
     match code {
         0..=3 => (true, 1),
         4..=31 => (true, 34 - code as usize),
@@ -122,7 +125,7 @@ const WH_BY_CODE: [i32; 4] = [WH[1], WH[0], WH[1], WH[0]];
 
 /// Two's complement 16-bit saturation, as the Recommendation's adders.
 #[inline(always)]
-fn sat16(x: i32) -> i32 {
+pub(crate) fn sat16(x: i32) -> i32 {
     x.clamp(i16::MIN as i32, i16::MAX as i32)
 }
 
@@ -229,9 +232,10 @@ fn scale_factor(nb: i32, shift: i32) -> i32 {
     wd3 << 2
 }
 
-/// State of the lower sub-band (0..4 kHz) decoder.
+/// State of the lower sub-band (0..4 kHz) ADPCM: the decoder's, and the
+/// encoder's local decoder, which must evolve identically.
 #[derive(Debug, Clone)]
-struct LowBand {
+pub(crate) struct LowBand {
     /// Linear quantiser scale factor DETL.
     det: i32,
     /// Log quantiser scale factor NBL, 0..=18432.
@@ -240,21 +244,39 @@ struct LowBand {
 }
 
 impl LowBand {
+    /// Signal estimate SL for the current sample.
+    #[inline(always)]
+    pub(crate) fn estimate(&self) -> i32 {
+        self.pred.estimate()
+    }
+
+    /// Quantiser scale factor DETL for the current sample.
+    #[inline(always)]
+    pub(crate) fn det(&self) -> i32 {
+        self.det
+    }
+
     /// Decode a 6-bit codeword to the reconstructed lower sub-band sample RL (15-bit).
     #[inline(always)]
     fn decode(&mut self, ilr: u8) -> i32 {
-        let ilt = (ilr >> 2) as usize;
         let s = self.pred.estimate();
         // INVQBL (mode 1, all 6 bits): the output path.
         let dl = (self.det * QQ6_BY_CODE[ilr as usize]) >> 15;
         let rl = limit15(s + dl);
+        self.adapt(ilr);
+        rl
+    }
+
+    /// Move to the next sample after codeword `ilr` (6-bit; only its 4 MSBs matter).
+    #[inline(always)]
+    pub(crate) fn adapt(&mut self, ilr: u8) {
+        let ilt = (ilr >> 2) as usize;
         // INVQAL (4 bits): the adaptation path, identical in every mode.
         let dlt = (self.det * QQ4_BY_CODE[ilt]) >> 15;
         // LOGSCL then SCALEL: the scale for the next sample.
         self.nb = (((self.nb * 32512) >> 15) + WL_BY_CODE[ilt]).clamp(0, 18432);
         self.det = scale_factor(self.nb, 8);
         self.pred.update(dlt);
-        rl
     }
 }
 
@@ -268,9 +290,9 @@ impl Default for LowBand {
     }
 }
 
-/// State of the higher sub-band (4..8 kHz) decoder.
+/// State of the higher sub-band (4..8 kHz) ADPCM, shared by decoder and encoder.
 #[derive(Debug, Clone)]
-struct HighBand {
+pub(crate) struct HighBand {
     /// Linear quantiser scale factor DETH.
     det: i32,
     /// Log quantiser scale factor NBH, 0..=22528.
@@ -279,18 +301,40 @@ struct HighBand {
 }
 
 impl HighBand {
+    /// Signal estimate SH for the current sample.
+    #[inline(always)]
+    pub(crate) fn estimate(&self) -> i32 {
+        self.pred.estimate()
+    }
+
+    /// Quantiser scale factor DETH for the current sample.
+    #[inline(always)]
+    pub(crate) fn det(&self) -> i32 {
+        self.det
+    }
+
     /// Decode a 2-bit codeword to the reconstructed higher sub-band sample RH (15-bit).
     #[inline(always)]
     fn decode(&mut self, ih: u8) -> i32 {
-        let s = self.pred.estimate();
-        // INVQAH.
-        let dh = (self.det * QQ2_BY_CODE[ih as usize]) >> 15;
-        let rh = limit15(s + dh);
+        let rh = limit15(self.pred.estimate() + self.quantised_difference(ih));
+        self.adapt(ih);
+        rh
+    }
+
+    /// INVQAH: the quantised difference DH that 2-bit codeword `ih` stands for.
+    #[inline(always)]
+    fn quantised_difference(&self, ih: u8) -> i32 {
+        (self.det * QQ2_BY_CODE[ih as usize]) >> 15
+    }
+
+    /// Move to the next sample after codeword `ih` (2-bit).
+    #[inline(always)]
+    pub(crate) fn adapt(&mut self, ih: u8) {
+        let dh = self.quantised_difference(ih);
         // LOGSCH then SCALEH.
         self.nb = (((self.nb * 32512) >> 15) + WH_BY_CODE[ih as usize]).clamp(0, 22528);
         self.det = scale_factor(self.nb, 10);
         self.pred.update(dh);
-        rh
     }
 }
 

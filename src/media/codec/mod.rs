@@ -2,6 +2,7 @@
 
 pub mod g711;
 pub mod g722;
+pub mod g722_encoder;
 pub mod l16;
 pub mod opus;
 
