@@ -226,7 +226,11 @@ impl RtpStream {
         };
         let mut packet = Vec::with_capacity(12 + format.optimal_frame_size());
         header.write_to(&mut packet);
-        sender::encode::encode(format.codec(), pcm, &mut packet);
+        // The fake's formats are G.711 and L16, which keep no state: a fresh encoder
+        // per packet is exact, and neither construction nor encoding can fail.
+        sender::encode::Encoder::new(format.codec())
+            .and_then(|mut encoder| encoder.encode(pcm, &mut packet))
+            .expect("G.711/L16 encoding cannot fail");
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(step);
         self.last_sent = Some(Instant::now());

@@ -1,16 +1,18 @@
-//! Opus decoding through libopus (audiopus), mono, 48 kHz output.
+//! Opus through libopus (audiopus), mono, 48 kHz: the decoder, and the encoder the sender uses.
 //!
 //! RTP Opus (RFC 7587) always uses a 48 kHz clock; we decode at 48 kHz mono
 //! (a stereo packet is downmixed by libopus). One packet holds 2.5 to 120 ms.
 
-use audiopus::coder::Decoder as LibopusDecoder;
+use audiopus::coder::{Decoder as LibopusDecoder, Encoder as LibopusEncoder};
 use audiopus::packet::Packet;
-use audiopus::{Channels, MutSignals, SampleRate};
+use audiopus::{Application, Channels, MutSignals, SampleRate};
 
 /// Decoded rate, Hz.
 pub const SAMPLE_RATE: u32 = 48_000;
 /// Longest Opus packet: 120 ms at 48 kHz.
 pub const MAX_FRAME_SAMPLES: usize = 5_760;
+/// Payload room per encoded packet, bytes: libopus's recommended `max_data_bytes`.
+const MAX_PACKET_BYTES: usize = 4_000;
 /// libopus conceals in multiples of 2.5 ms: 120 samples at 48 kHz.
 const PLC_GRANULE: usize = 120;
 
@@ -91,6 +93,38 @@ impl OpusDecoder {
         if let Ok(fresh) = LibopusDecoder::new(SampleRate::Hz48000, Channels::Mono) {
             self.inner = fresh;
         }
+    }
+}
+
+/// One stream's libopus encoder: mono 48 kHz, `Application::Voip`, libopus's default
+/// bitrate and complexity.
+pub struct OpusEncoder {
+    inner: LibopusEncoder,
+    /// libopus writes a packet here first; only its actual length is appended to `out`.
+    scratch: [u8; MAX_PACKET_BYTES],
+}
+
+impl std::fmt::Debug for OpusEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusEncoder").finish_non_exhaustive()
+    }
+}
+
+impl OpusEncoder {
+    pub fn new() -> Result<Self, audiopus::Error> {
+        Ok(OpusEncoder {
+            inner: LibopusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?,
+            scratch: [0; MAX_PACKET_BYTES],
+        })
+    }
+
+    /// Encode one frame (48 kHz; 2.5, 5, 10, 20, 40 or 60 ms, e.g. 960 samples for 20 ms)
+    /// as one packet, appended to `out`. Other lengths are libopus errors; on error
+    /// nothing is appended. No allocation besides `out`'s growth.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), audiopus::Error> {
+        let n = self.inner.encode(pcm, &mut self.scratch)?;
+        out.extend_from_slice(&self.scratch[..n]);
+        Ok(())
     }
 }
 
