@@ -1,2 +1,3 @@
 //! Load generator (`asr-gateway bench`): the audio it plays, how it scores transcripts, how it draws a run.
+pub mod corpus;
 pub mod wer;
