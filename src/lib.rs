@@ -5,6 +5,7 @@
 
 pub mod ari;
 pub mod asr;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod demo;
