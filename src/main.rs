@@ -1,4 +1,4 @@
-//! CLI entry point: `serve`, `engine`, `demo`, `check-config`.
+//! CLI entry point: `serve`, `engine`, `demo`, `bench`, `check-config`.
 
 use std::path::PathBuf;
 
@@ -46,6 +46,9 @@ enum Command {
         #[arg(long, default_value = "tests/fixtures")]
         fixtures: PathBuf,
     },
+    /// Load generator: N concurrent RTP streams to a gateway (started as a child unless
+    /// --gateway), measuring loss, packet-to-engine latency, CPU and memory per stream.
+    Bench(Box<asr_gateway::bench::options::BenchOptions>),
     /// Validate the configuration and print the effective values.
     CheckConfig,
 }
@@ -132,6 +135,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.engine.model_dir.display()
             );
             asr_gateway::asr::embedded::serve(config.engine(), listener, shutdown_signal()).await?;
+        }
+        Command::Bench(options) => {
+            init_logging("warn");
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            let outcome =
+                asr_gateway::bench::run::run(&options, cli.config.as_deref(), command_line).await?;
+            print!("{}", outcome.result.table());
+            println!("result: {}", outcome.json.display());
+            if let Some(chart) = &outcome.chart {
+                println!("chart:  {}", chart.display());
+            }
         }
         Command::Demo { fixtures } => {
             let config = load(cli.config.as_deref())?;

@@ -1,5 +1,7 @@
 //! Process-wide counters and histograms, rendered as Prometheus text for `GET /metrics`.
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -384,6 +386,7 @@ impl Metrics {
             "asrgw_ari_tap_setup_seconds",
             "Wall time from a tap's first ARI request to its media bridged.",
         );
+        process::render(&mut out, &process::sample());
         out
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod encode;
 pub mod impair;
+pub mod netem;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,271 @@
+//! What a bench run found: per step, per stream and in all; printed as a table, written
+//! as JSON, and handed to the chart.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::histogram::LatencySummary;
+use crate::sender::netem::NetemCounts;
+
+/// One load level held and measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub streams: usize,
+    /// Length of the measuring window, s.
+    pub seconds: f64,
+    pub datagrams_sent: u64,
+    /// Datagrams the gateway read in the window (`asrgw_rtp_packets_total`).
+    pub gateway_received: u64,
+    /// Sent but not read by the gateway, % (injected loss is never sent, so not in here).
+    pub loss_percent: f64,
+    /// Packet sent → its audio at the engine (null engine only).
+    pub latency: Option<LatencySummary>,
+    /// Gateway CPU, cores (CPU seconds per wall second).
+    pub gateway_cores: f64,
+    /// Gateway CPU per stream: ms of CPU per second of one stream.
+    pub cpu_ms_per_stream_second: f64,
+    pub rss_bytes: u64,
+    /// (RSS now − RSS before the first session) / streams.
+    pub rss_per_session_bytes: u64,
+    /// How late the bench itself sent packets (its own health), p99, ms.
+    pub pacer_late_p99_ms: Option<f64>,
+    pub held: bool,
+    /// The thresholds this step broke.
+    pub broke: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamResult {
+    pub index: usize,
+    pub call_id: String,
+    pub clip: String,
+    pub packets: u64,
+    pub datagrams_sent: u64,
+    pub injected: NetemCounts,
+    /// From the session's `asr.session.ended` stats; None when it never came.
+    pub gateway_received: Option<u64>,
+    pub gateway_lost: Option<u64>,
+    pub gateway_duplicate: Option<u64>,
+    pub latency: Option<LatencySummary>,
+    pub engine_chunks: u64,
+    pub engine_audio_ms: u64,
+    pub engine_unmatched_packets: u64,
+    pub finals_sent_by_engine: Option<u64>,
+    pub finals_seen: u64,
+    pub partials_sent_by_engine: Option<u64>,
+    pub partials_seen: u64,
+    pub final_latency_ms: Vec<f64>,
+    pub wer: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub streams: usize,
+    pub packets: u64,
+    pub datagrams_sent: u64,
+    pub injected: NetemCounts,
+    /// Sum of the sessions' `received` (duplicates included).
+    pub gateway_received: u64,
+    pub gateway_lost: u64,
+    /// Datagrams sent minus datagrams the gateway's sessions received.
+    pub unaccounted: i64,
+    pub sessions_without_end: usize,
+    pub latency: Option<LatencySummary>,
+    /// End of speech in the clip → the final event at the bench.
+    pub final_latency: Option<LatencySummary>,
+    /// Speech-end→final time over utterance length (the engine's real-time factor when
+    /// it decodes at end of speech).
+    pub real_time_factor: Option<f64>,
+    /// Word error rate over every complete clip pass with a reference transcript.
+    pub wer: Option<f64>,
+    pub wer_reference_words: usize,
+    pub finals_sent_by_engine: Option<u64>,
+    pub finals_seen: u64,
+    pub partials_sent_by_engine: Option<u64>,
+    pub partials_seen: u64,
+    /// Engine results that never became events (null engine only).
+    pub events_lost: Option<u64>,
+    pub malformed_event_lines: u64,
+    pub gateway_peak_rss_bytes: u64,
+    pub pacer_send_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub os: String,
+}
+
+impl Machine {
+    pub fn this() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+            .unwrap_or_else(|| std::env::consts::OS.into());
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            os,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub gateway_version: &'static str,
+    pub started_at: String,
+    pub command: String,
+    pub machine: Machine,
+    pub codec: String,
+    pub engine: String,
+    pub asr_mode: String,
+    pub chunk_ms: u32,
+    pub capacity_mode: bool,
+    /// Largest stream count whose step held every threshold (capacity mode).
+    pub capacity: Option<usize>,
+    pub thresholds: Thresholds,
+    pub steps: Vec<StepResult>,
+    pub totals: Totals,
+    pub streams: Vec<StreamResult>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Thresholds {
+    pub max_loss_percent: f64,
+    pub max_p99_ms: f64,
+    pub max_cpu_cores: f64,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+}
+
+impl BenchResult {
+    /// The human-readable summary printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n== asr-gateway bench: {} streams of {}, engine {}, asr.mode {}, chunk {} ms ==",
+            self.totals.streams, self.codec, self.engine, self.asr_mode, self.chunk_ms
+        );
+        let _ = writeln!(
+            out,
+            "{:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>10} {:>9}  {}",
+            "streams",
+            "pkts/s",
+            "loss %",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+            "cores",
+            "cpu ms/s/st",
+            "KiB/sess",
+            "held"
+        );
+        for s in &self.steps {
+            let l = s.latency;
+            let _ = writeln!(
+                out,
+                "{:>7} {:>8.0} {:>9.4} {:>8} {:>8} {:>8} {:>8} {:>7.3} {:>10.3} {:>9.1}  {}",
+                s.streams,
+                s.datagrams_sent as f64 / s.seconds.max(1e-9),
+                s.loss_percent,
+                ms(l.map(|l| l.p50_ms)),
+                ms(l.map(|l| l.p95_ms)),
+                ms(l.map(|l| l.p99_ms)),
+                ms(l.map(|l| l.max_ms)),
+                s.gateway_cores,
+                s.cpu_ms_per_stream_second,
+                s.rss_per_session_bytes as f64 / 1024.0,
+                if s.held {
+                    "yes".to_owned()
+                } else {
+                    format!("no: {}", s.broke.join(", "))
+                }
+            );
+        }
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "\npackets: {} sent as {} datagrams; gateway sessions received {}, lost {}; unaccounted {}; injected lost {} duplicated {} reordered {} jittered {}",
+            t.packets, t.datagrams_sent, t.gateway_received, t.gateway_lost, t.unaccounted,
+            t.injected.lost, t.injected.duplicated, t.injected.reordered, t.injected.jittered
+        );
+        if let Some(l) = t.latency {
+            let _ = writeln!(
+                out,
+                "packet → engine over the run: p50 {:.2} ms, p95 {:.2}, p99 {:.2}, max {:.2} ({} samples)",
+                l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.samples
+            );
+        }
+        match t.final_latency {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "end of speech → final: p50 {:.0} ms, p95 {:.0}, p99 {:.0}, max {:.0} ({} utterances); RTF {}",
+                    l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.samples,
+                    t.real_time_factor.map_or("-".into(), |r| format!("{r:.3}"))
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "end of speech → final: no final covered a clip's end of speech"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "events: finals {} seen{}, partials {} seen{}; events lost {}; sessions without asr.session.ended {}",
+            t.finals_seen,
+            t.finals_sent_by_engine.map_or(String::new(), |n| format!(" of {n} sent")),
+            t.partials_seen,
+            t.partials_sent_by_engine.map_or(String::new(), |n| format!(" of {n} sent")),
+            t.events_lost.map_or("-".into(), |n| n.to_string()),
+            t.sessions_without_end
+        );
+        if let Some(wer) = t.wer {
+            let _ = writeln!(
+                out,
+                "WER {:.1} % over {} reference words",
+                wer * 100.0,
+                t.wer_reference_words
+            );
+        }
+        let _ = writeln!(
+            out,
+            "gateway peak RSS {:.1} MiB",
+            t.gateway_peak_rss_bytes as f64 / 1048576.0
+        );
+        if self.capacity_mode {
+            let _ = writeln!(
+                out,
+                "capacity: {} (largest step within loss ≤ {} %, p99 ≤ {} ms, CPU ≤ {} cores)",
+                self.capacity
+                    .map_or("no step held".into(), |n| format!("{n} streams")),
+                self.thresholds.max_loss_percent,
+                self.thresholds.max_p99_ms,
+                self.thresholds.max_cpu_cores
+            );
+        }
+        out
+    }
+}
