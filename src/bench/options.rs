@@ -47,9 +47,9 @@ pub struct BenchOptions {
     /// audio reaches it), `utterance` otherwise.
     #[arg(long)]
     pub asr_mode: Option<AsrModeArg>,
-    /// Child gateway `asr.chunk_ms`: audio per gRPC message. Audio waits up to
-    /// chunk − 20 ms in the gateway by design, and that wait counts in the latency.
-    #[arg(long, default_value_t = 20)]
+    /// Child gateway `asr.chunk_ms`: audio per gRPC message (the gateway's default is
+    /// 100). The oldest audio of a chunk waits chunk − 20 ms for it to fill, by design.
+    #[arg(long, default_value_t = 100)]
     pub chunk_ms: u32,
 
     /// Impairments: packets lost, %.
@@ -89,12 +89,15 @@ pub struct BenchOptions {
     /// Threshold: loss above this %, over a step.
     #[arg(long, default_value_t = 0.1)]
     pub max_loss: f64,
-    /// Threshold: p99 packet-to-engine latency above this, ms.
+    /// Threshold: p99 packet-to-engine latency of each chunk's newest packet above this, ms.
     #[arg(long, default_value_t = 20.0)]
     pub max_p99_ms: f64,
     /// Threshold: gateway CPU above this many cores.
     #[arg(long, default_value_t = 1.0)]
     pub max_cpu_cores: f64,
+    /// Threshold (real engines): p95 end of speech → final above this, ms.
+    #[arg(long, default_value_t = 3000.0)]
+    pub max_final_p95_ms: f64,
 
     /// JSON result file.
     #[arg(long, default_value = "bench-results/bench.json")]

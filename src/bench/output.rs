@@ -13,7 +13,7 @@ pub fn write(result: BenchResult, json: &Path, svg: &Path) -> Result<Outcome, Be
         .steps
         .iter()
         .map(|s| {
-            let l = s.latency;
+            let l = s.processing_latency;
             ChartPoint {
                 streams: s.streams,
                 p50_ms: l.map_or(0.0, |l| l.p50_ms),

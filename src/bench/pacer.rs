@@ -59,6 +59,8 @@ pub struct PacerCounters {
     pub datagrams: AtomicU64,
     pub active_streams: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Packets the impairments dropped, all streams.
+    pub injected_lost: AtomicU64,
     /// How late the pacer sent packets after their due time: its own health.
     pub lateness: LatencyHistogram,
 }
@@ -208,6 +210,9 @@ fn run(
                         copies: 1,
                     },
                 };
+                if fate == Fate::Lost {
+                    counters.injected_lost.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Fate::Sent { delay_us, copies } = fate {
                     for copy in 0..copies {
                         let at = due + delay_us + u64::from(copy);
