@@ -279,12 +279,13 @@ impl BenchResult {
         if self.capacity_mode {
             let _ = writeln!(
                 out,
-                "capacity: {} (largest step within loss ≤ {} %, p99 ≤ {} ms, CPU ≤ {} cores)",
+                "capacity: {} (largest step within loss ≤ {} %, p99 ≤ {} ms, CPU ≤ {} cores, final p95 ≤ {} ms)",
                 self.capacity
                     .map_or("no step held".into(), |n| format!("{n} streams")),
                 self.thresholds.max_loss_percent,
                 self.thresholds.max_p99_ms,
-                self.thresholds.max_cpu_cores
+                self.thresholds.max_cpu_cores,
+                self.thresholds.max_final_p95_ms
             );
         }
         out

@@ -312,7 +312,10 @@ fn child_env(
         ("ASRGW_ASR__CHUNK_MS", options.chunk_ms.to_string()),
         ("ASRGW_EVENTS__SINKS", "[\"stdout\"]".to_owned()),
         // Its own event journal, so benches (and a gateway) can run side by side.
-        ("ASRGW_OUTBOX__JOURNAL_DIR", format!("{:?}", journal.display().to_string())),
+        (
+            "ASRGW_OUTBOX__JOURNAL_DIR",
+            format!("{:?}", journal.display().to_string()),
+        ),
     ];
     match (engine, null) {
         (EngineChoice::Null, Some(addr)) => {

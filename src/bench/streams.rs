@@ -197,7 +197,10 @@ mod tests {
         let lat = s.latency.snapshot();
         assert_eq!(lat.count(), 5);
         assert_eq!(lat.max_us(), Some(81_000));
-        assert!(lat.quantile_us(0.0).unwrap() <= 1_040, "1 ms within a bucket");
+        assert!(
+            lat.quantile_us(0.0).unwrap() <= 1_040,
+            "1 ms within a bucket"
+        );
         let processing = reg.processing.snapshot();
         assert_eq!(processing.count(), 1, "one per chunk: its newest packet");
         assert_eq!(processing.max_us(), Some(1_000));
