@@ -1,8 +1,4 @@
-//! Sample-rate conversion, keeping filter state across frames: exact 2× upsampling
-//! (8 → 16 kHz) by a polyphase half-band FIR (`halfband`), every other pair by rubato.
-//!
-//! The half-band path emits two samples per input sample at once, with a delay of
-//! `halfband::DELAY` (47) output samples. The rest of this note is about the rubato path.
+//! Sample-rate conversion with rubato, keeping filter state across frames.
 //!
 //! A synchronous FFT resampler (rubato's `Fft`, overlap-add with a windowed-sinc
 //! anti-aliasing filter) working on fixed 20 ms input chunks (rounded up to
@@ -13,8 +9,6 @@
 //! Timing: output sample `k` corresponds to input time `(k - delay()) / to_rate`.
 //! Latency is up to one chunk of buffering plus `delay()` (half an FFT block, 10 ms
 //! for the usual 20 ms chunks).
-
-mod halfband;
 
 use rubato::audioadapter_buffers::direct::SequentialSlice;
 use rubato::{Fft, FixedSync, Resampler as _, WindowFunction};
@@ -39,10 +33,8 @@ const WINDOW: WindowFunction = WindowFunction::BlackmanHarris;
 pub struct Resampler {
     from_rate: u32,
     to_rate: u32,
-    /// `None` when the rates are equal or the half-band path is used.
+    /// `None` when the rates are equal.
     fft: Option<FftState>,
-    /// Exactly 2× up.
-    double: Option<Box<halfband::HalfBand>>,
 }
 
 /// The rubato resampler and its preallocated buffers.
@@ -65,7 +57,6 @@ impl std::fmt::Debug for Resampler {
             .field("from_rate", &self.from_rate)
             .field("to_rate", &self.to_rate)
             .field("chunk_in", &self.fft.as_ref().map(|s| s.chunk_in))
-            .field("half_band", &self.double.is_some())
             .field("delay", &self.delay())
             .finish()
     }
@@ -81,12 +72,11 @@ impl Resampler {
         if from_rate == 0 || to_rate == 0 {
             return Err(err("rates must be positive".to_owned()));
         }
-        if from_rate == to_rate || to_rate == 2 * from_rate {
+        if from_rate == to_rate {
             return Ok(Resampler {
                 from_rate,
                 to_rate,
                 fft: None,
-                double: (to_rate == 2 * from_rate).then(Box::default),
             });
         }
         let chunk_target = (from_rate * CHUNK_MS / 1000).max(1) as usize;
@@ -107,7 +97,6 @@ impl Resampler {
         Ok(Resampler {
             from_rate,
             to_rate,
-            double: None,
             fft: Some(FftState {
                 fft,
                 chunk_in,
@@ -129,11 +118,10 @@ impl Resampler {
 
     /// True when the rates are equal and samples are copied through untouched.
     pub fn is_passthrough(&self) -> bool {
-        self.fft.is_none() && self.double.is_none()
+        self.fft.is_none()
     }
 
-    /// Input samples the resampler consumes at a time (0 for passthrough and 2× up,
-    /// which take any number).
+    /// Input samples the resampler consumes at a time (0 for passthrough).
     pub fn chunk_len(&self) -> usize {
         self.fft.as_ref().map_or(0, |s| s.chunk_in)
     }
@@ -142,10 +130,6 @@ impl Resampler {
     ///
     /// No allocation besides `out`'s own growth.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        if let Some(double) = self.double.as_mut() {
-            double.process(input, out);
-            return;
-        }
         let Some(state) = self.fft.as_mut() else {
             out.extend_from_slice(input);
             return;
@@ -171,16 +155,6 @@ impl Resampler {
     pub fn flush(&mut self, out: &mut Vec<i16>) {
         let (from, to) = (self.from_rate as u64, self.to_rate as u64);
         let delay = self.delay() as u64;
-        if let Some(double) = self.double.as_mut() {
-            if double.fed > 0 {
-                // Silence pushes the filter's tail out: DELAY samples, then reset.
-                let mut tail = Vec::with_capacity(halfband::DELAY + 1);
-                double.process(&[0; halfband::DELAY.div_ceil(2)], &mut tail);
-                out.extend_from_slice(&tail[..halfband::DELAY]);
-            }
-            self.reset();
-            return;
-        }
         let Some(state) = self.fft.as_mut() else {
             return;
         };
@@ -196,9 +170,6 @@ impl Resampler {
 
     /// Forget all history (e.g. on an SSRC change); no output.
     pub fn reset(&mut self) {
-        if let Some(double) = self.double.as_mut() {
-            double.reset();
-        }
         if let Some(state) = self.fft.as_mut() {
             state.fft.reset();
             state.pending.clear();
@@ -209,9 +180,6 @@ impl Resampler {
 
     /// Output samples of delay the filter adds.
     pub fn delay(&self) -> usize {
-        if self.double.is_some() {
-            return halfband::DELAY;
-        }
         self.fft.as_ref().map_or(0, |s| s.fft.output_delay())
     }
 }
@@ -309,11 +277,7 @@ mod tests {
         let input = to_i16(&chirp(8_000, 100.0, 3_400.0, secs));
         let ideal = chirp(16_000, 100.0, 3_400.0, secs);
         let mut r = Resampler::new(8_000, 16_000).unwrap();
-        assert_eq!(
-            r.chunk_len(),
-            0,
-            "the half-band path takes any number of samples"
-        );
+        assert_eq!(r.chunk_len(), 160);
         let out = run_in_frames(&mut r, &input, 160);
         assert_eq!(out.len(), input.len() * 2);
         let d = r.delay();
@@ -400,22 +364,9 @@ mod tests {
         let mut r = Resampler::new(8_000, 16_000).unwrap();
         let mut out = Vec::new();
         r.process(&input, &mut out);
-        assert_eq!(out.len(), 2_000, "2x up emits at once");
+        assert_eq!(out.len(), 6 * 320); // 6 full chunks of 160 in, 320 out each
         r.flush(&mut out);
         assert_eq!(out.len(), r.delay() + 2_000);
-        // The FFT path emits whole chunks only until flushed.
-        let input = to_i16(&tone(16_000, 300.0, 1_000));
-        let mut fft = Resampler::new(16_000, 8_000).unwrap();
-        let mut down = Vec::new();
-        fft.process(&input, &mut down);
-        assert_eq!(down.len(), 3 * 160); // 3 full chunks of 320 in, 160 out each
-        fft.flush(&mut down);
-        assert_eq!(down.len(), fft.delay() + 500);
-        let mut r = Resampler::new(8_000, 16_000).unwrap();
-        let input = to_i16(&tone(8_000, 300.0, 1_000));
-        let mut out = Vec::new();
-        r.process(&input, &mut out);
-        r.flush(&mut out);
         // Reset: the same input gives the same output again.
         let mut again = Vec::new();
         r.process(&input, &mut again);
@@ -429,21 +380,8 @@ mod tests {
 
     #[test]
     fn steady_state_keeps_its_buffers() {
-        let mut r = Resampler::new(16_000, 32_000).unwrap();
-        let frame = to_i16(&tone(16_000, 300.0, 320));
-        let mut warm = Vec::new();
-        r.process(&frame, &mut warm);
-        let mut out = Vec::with_capacity(640 * 50);
-        let out_ptr = out.as_ptr();
-        for _ in 0..50 {
-            r.process(&frame[..100], &mut out);
-            r.process(&frame[100..], &mut out);
-        }
-        assert_eq!(out.as_ptr(), out_ptr, "2x up: no allocation after warm-up");
-        assert_eq!(out.len(), 640 * 50);
-
-        let mut r = Resampler::new(48_000, 16_000).unwrap();
-        let frame = to_i16(&tone(48_000, 300.0, 960));
+        let mut r = Resampler::new(8_000, 16_000).unwrap();
+        let frame = to_i16(&tone(8_000, 300.0, 160));
         let mut out = Vec::with_capacity(320 * 50);
         let out_ptr = out.as_ptr();
         let (pending_ptr, scratch_ptr) = {
