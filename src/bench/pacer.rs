@@ -325,9 +325,13 @@ fn finish(live: &mut Live, counters: &PacerCounters, ended_tx: &Sender<StreamSen
 /// `sleep` wake on time at the cost of fewer coalesced wake-ups.
 fn lower_timer_slack() {
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    {
+        // prctl is variadic: pass the slack at the width the kernel reads (unsigned long).
+        let slack_ns: libc::c_ulong = 1;
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, slack_ns, 0, 0, 0);
+        }
     }
 }
 
