@@ -226,7 +226,7 @@ impl BenchOptions {
         range(
             "chunk-ms",
             self.chunk_ms as f64,
-            (20..=100).contains(&self.chunk_ms) && self.chunk_ms % 20 == 0,
+            (20..=100).contains(&self.chunk_ms) && self.chunk_ms.is_multiple_of(20),
             "20, 40, 60, 80 or 100",
         )?;
         let engine = self.engine_choice()?;

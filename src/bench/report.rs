@@ -175,7 +175,7 @@ impl BenchResult {
         );
         let _ = writeln!(
             out,
-            "{:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11} {:>8}  {}",
+            "{:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11} {:>8}  held",
             "streams",
             "pkts/s",
             "loss %",
@@ -188,7 +188,6 @@ impl BenchResult {
             "cores",
             "cpu ms/st·s",
             "KiB/sess",
-            "held"
         );
         let _ = writeln!(
             out,
