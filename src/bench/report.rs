@@ -63,6 +63,9 @@ pub struct StreamResult {
     pub partials_seen: u64,
     pub final_latency_ms: Vec<f64>,
     pub wer: Option<f64>,
+    /// The counts behind `wer`, pooled into the run's WER.
+    #[serde(skip)]
+    pub wer_count: super::wer::WerCount,
     pub errors: Vec<String>,
 }
 

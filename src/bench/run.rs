@@ -259,8 +259,6 @@ pub async fn run(
         events_seen,
         engine == EngineChoice::Null,
         final_metrics,
-        &clips,
-        &started,
     );
     let thresholds = Thresholds {
         max_loss_percent: options.max_loss,
@@ -558,6 +556,7 @@ fn stream_results(
                 partials_seen: ev.partials,
                 final_latency_ms: ev.final_latency_ms,
                 wer: wer.and_then(|w| w.wer()),
+                wer_count: wer.unwrap_or_default(),
                 errors: ev.errors,
             }
         })
@@ -589,7 +588,6 @@ fn pass_wer(
     total
 }
 
-#[allow(clippy::too_many_arguments)]
 fn totals(
     streams: &[StreamResult],
     registry: &Registry,
@@ -597,8 +595,6 @@ fn totals(
     events_seen: bool,
     null_engine: bool,
     final_metrics: Option<GatewayMetrics>,
-    clips: &[Clip],
-    started: &[Started],
 ) -> Totals {
     let mut t = Totals {
         streams: streams.len(),
@@ -607,7 +603,7 @@ fn totals(
     let mut wer_total = wer::WerCount::default();
     let mut finals_sent = 0;
     let mut partials_sent = 0;
-    for (s, st) in streams.iter().zip(started) {
+    for s in streams {
         t.packets += s.packets;
         t.datagrams_sent += s.datagrams_sent;
         t.injected += s.injected;
@@ -618,16 +614,7 @@ fn totals(
         t.partials_seen += s.partials_seen;
         finals_sent += s.finals_sent_by_engine.unwrap_or(0);
         partials_sent += s.partials_sent_by_engine.unwrap_or(0);
-        let clip = &clips[st.clip];
-        if let (Some(reference), true) = (&clip.transcript, events_seen && !null_engine) {
-            let finals = &events
-                .streams()
-                .get(&s.index)
-                .cloned()
-                .unwrap_or_default()
-                .finals;
-            wer_total += pass_wer(reference, finals, s.packets, clip_packets(clip));
-        }
+        wer_total += s.wer_count;
     }
     t.unaccounted = t.datagrams_sent as i64 - t.gateway_received as i64;
     t.latency = registry.latency.snapshot().summary();
