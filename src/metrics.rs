@@ -191,6 +191,8 @@ pub struct Metrics {
     pub ari_teardown_failed: Counter,
     /// Messages on an ARI events socket that did not parse.
     pub ari_events_malformed: Counter,
+    /// Silent frames written to a quiet AudioSocket connection (see ingest::audiosocket).
+    pub audiosocket_keepalives: Counter,
     sinks: Mutex<Vec<(&'static str, std::sync::Arc<SinkMetrics>)>>,
 }
 
@@ -220,6 +222,7 @@ impl Default for Metrics {
             ari_request_failures: Counter::default(),
             ari_teardown_failed: Counter::default(),
             ari_events_malformed: Counter::default(),
+            audiosocket_keepalives: Counter::default(),
             sinks: Mutex::new(Vec::new()),
         }
     }
@@ -349,6 +352,11 @@ impl Metrics {
                 "asrgw_ari_events_malformed_total",
                 "ARI events-socket messages that did not parse.",
                 &self.ari_events_malformed,
+            ),
+            (
+                "asrgw_audiosocket_keepalives_total",
+                "Silent frames written to AudioSocket connections on which Asterisk had gone quiet.",
+                &self.audiosocket_keepalives,
             ),
         ] {
             scalar(name, "counter", help, counter.get().to_string());

@@ -15,14 +15,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::ari::client::{AriClient, AriError, AriServerConfig};
-use crate::ari::config::{AriConfig, MediaTransport};
+use crate::ari::config::{AriConfig, MediaTransport, StasisUntil};
 use crate::ari::events::{self, Feed};
 use crate::ari::model::Event as AriEvent;
+use crate::ari::outcome::Outcome;
 use crate::ari::tap::{self, Tap, TapContext, TapEvent, TapIds, TapMode, TAP_MARK};
 use crate::control::commands::Directions;
 use crate::events::publisher::Publisher;
 use crate::ingest::audiosocket::AudioSocketServer;
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
+use crate::ingest::rtp_framing::StreamFormat;
 use crate::metrics::Metrics;
 
 /// Events queued for one tap; a tap hears a handful per call.
@@ -161,7 +163,7 @@ impl AriController {
             channel: channel.to_owned(),
             ids,
             session,
-            last_final: None,
+            outcome: Outcome::new(self.ctx.config.stasis.until == StasisUntil::Final),
         };
         let controller = self.clone();
         tokio::spawn(async move {
@@ -344,6 +346,14 @@ pub enum AriStartError {
     },
 }
 
+/// The slin rate of an AudioSocket externalMedia format (config allows slin and slin16).
+fn audiosocket_rate(format: &str) -> u32 {
+    match StreamFormat::from_asterisk(format) {
+        Some(StreamFormat::SlinLe { rate }) => rate,
+        _ => 8_000,
+    }
+}
+
 /// Every configured server's controller.
 pub struct AriHub {
     controllers: Vec<Arc<AriController>>,
@@ -368,6 +378,7 @@ impl AriHub {
             MediaTransport::Audiosocket => Some(
                 AudioSocketServer::bind(
                     config.audiosocket_listen,
+                    audiosocket_rate(&config.format),
                     manager.clone(),
                     metrics.clone(),
                 )

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod events;
 pub mod model;
+pub mod outcome;
 pub mod tap;
 
 pub use model::{

@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::ari::client::{AriClient, AriError, ExternalMediaRequest};
-use crate::ari::config::{AriConfig, MediaTransport, StasisThen, StasisUntil};
+use crate::ari::config::{AriConfig, MediaTransport, StasisThen};
+use crate::ari::outcome::{Outcome, Verdict};
 use crate::events::model::{EndCause, Event, EventBody, SessionEvent};
 use crate::events::publisher::Publisher;
 use crate::ingest::audiosocket::AudioSocketServer;
@@ -26,13 +27,15 @@ use crate::ingest::manager::{
     ManagerError, MediaKind, OwnedSession, SessionManager, SessionRequest,
 };
 use crate::ingest::rtp_framing::StreamFormat;
-use crate::ingest::rtp_udp::OwnerNote;
 use crate::ingest::ws_media::{self, WsMediaTarget};
 use crate::metrics::Metrics;
 
 /// First word of the snoop's `appArgs`: marks channels the gateway created, so their
 /// StasisStart is never taken for a new call.
 pub const TAP_MARK: &str = "asrgw-tap";
+
+/// `ASR_ERROR` of a Stasis call handed back because the gateway is shutting down.
+const SHUTDOWN: &str = "gateway_shutdown";
 
 /// How the call came to the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +102,8 @@ pub struct Tap {
     pub channel: String,
     pub ids: TapIds,
     pub session: OwnedSession,
-    /// The latest final transcript (the result handed back in Stasis mode).
-    pub last_final: Option<OwnerNote>,
+    /// What recognition gave so far (handed back in Stasis mode).
+    pub outcome: Outcome,
 }
 
 /// Why a tap ended, for logs.
@@ -108,9 +111,11 @@ pub struct Tap {
 enum Ending {
     Gone(String),
     SessionEnded,
-    Final,
+    /// Stasis mode: the answer is settled (the first final, or an engine failure).
+    Settled,
     MaxTime,
-    Failed,
+    /// The tap could not be set up or kept; the `asr.error` code it published.
+    Failed(&'static str),
 }
 
 /// The session for a new tap (reserves the RTP port). Fails before any ARI request.
@@ -221,7 +226,7 @@ async fn setup(
     } else if let Some(asterisk_rtp) = external.unicast_rtp() {
         lock_source(ctx, tap, asterisk_rtp).await?;
     } else {
-        publish_error(
+        return Err(publish_error(
             ctx,
             tap,
             "ari_request_failed",
@@ -229,8 +234,7 @@ async fn setup(
                 "ARI server {}: externalMedia answered without UNICASTRTP_LOCAL_ADDRESS/PORT",
                 c.server()
             ),
-        );
-        return Err(Ending::Failed);
+        ));
     }
     // Both channels must be in our app before Asterisk lets us bridge them.
     let mut waiting = vec![ids.snoop.clone(), ids.media.clone()];
@@ -242,13 +246,12 @@ async fn setup(
                 Some(TapEvent::StasisStart { channel }) => waiting.retain(|c| *c != channel),
                 Some(TapEvent::Gone { why, .. }) => return Err(Ending::Gone(why)),
                 Some(TapEvent::Reconnected | TapEvent::Dtmf { .. }) => {}
-                None => return Err(Ending::Failed),
+                None => return Err(Ending::Failed(SHUTDOWN)),
             },
             () = &mut limit => {
-                publish_error(ctx, tap, "ari_setup_timeout", format!(
+                return Err(publish_error(ctx, tap, "ari_setup_timeout", format!(
                     "ARI server {}: no StasisStart for {} within {} ms",
-                    c.server(), waiting.join(", "), ctx.config.setup_timeout_ms));
-                return Err(Ending::Failed);
+                    c.server(), waiting.join(", "), ctx.config.setup_timeout_ms)));
             }
         }
     }
@@ -270,10 +273,7 @@ async fn connect_media_socket(
     external: &crate::ari::model::ExternalMediaChannel,
     frames: mpsc::Sender<Vec<u8>>,
 ) -> Result<(), Ending> {
-    let failed = |message: String| {
-        publish_error(ctx, tap, "ari_request_failed", message);
-        Ending::Failed
-    };
+    let failed = |message: String| publish_error(ctx, tap, "ari_request_failed", message);
     let Some(connection) = external.websocket_connection_id() else {
         return Err(failed(format!(
             "ARI server {}: externalMedia answered without MEDIA_WEBSOCKET_CONNECTION_ID",
@@ -306,7 +306,6 @@ async fn lock_source(ctx: &TapContext, tap: &Tap, addr: SocketAddr) -> Result<()
 /// Wait for the end of the call, of its media, or of recognition (Stasis mode).
 async fn watch(ctx: &TapContext, tap: &mut Tap, events: &mut mpsc::Receiver<TapEvent>) -> Ending {
     let stasis = tap.mode == TapMode::Stasis;
-    let until_final = stasis && ctx.config.stasis.until == StasisUntil::Final;
     let max = tokio::time::sleep(if stasis {
         Duration::from_millis(ctx.config.stasis.max_ms)
     } else {
@@ -335,13 +334,15 @@ async fn watch(ctx: &TapContext, tap: &mut Tap, events: &mut mpsc::Receiver<TapE
                     let _ = ctx.manager.dtmf(&tap.session.info.session_id, digit, duration_ms).await;
                 }
                 Some(TapEvent::StasisStart { .. }) => {}
-                None => return Ending::Failed,
+                None => return Ending::Failed(SHUTDOWN),
             },
             note = tap.session.notes.recv() => match note {
                 Some(note) => {
-                    tap.last_final = Some(note);
-                    if until_final {
-                        return Ending::Final;
+                    tap.outcome.handle_note(note);
+                    // Stasis mode hands the call back as soon as the answer is known: the
+                    // first final (until = "final") or an engine failure, at once.
+                    if stasis && tap.outcome.is_settled() {
+                        return Ending::Settled;
                     }
                 }
                 None => return Ending::SessionEnded,
@@ -371,16 +372,23 @@ async fn teardown(ctx: &TapContext, tap: &mut Tap, ending: &Ending) {
         delete(ctx, "channel", &tap.ids.media),
     );
     if tap.mode == TapMode::Stasis && !matches!(ending, Ending::Gone(_)) {
-        // Wait for the finals, then hand the channel back with the result.
-        let wait = Duration::from_millis(ctx.config.request_timeout_ms) + Duration::from_secs(20);
-        let notes = &mut tap.session.notes;
-        let last = &mut tap.last_final;
-        let _ = tokio::time::timeout(wait, async {
-            while let Some(note) = notes.recv().await {
-                *last = Some(note);
-            }
-        })
-        .await;
+        if !tap.outcome.is_settled() && !matches!(ending, Ending::Failed(_)) {
+            // Stopped or out of time: the session flushes its last utterance; wait for
+            // its final (or failure), then hand the channel back with the result.
+            let wait =
+                Duration::from_millis(ctx.config.request_timeout_ms) + Duration::from_secs(20);
+            let notes = &mut tap.session.notes;
+            let outcome = &mut tap.outcome;
+            let _ = tokio::time::timeout(wait, async {
+                while let Some(note) = notes.recv().await {
+                    outcome.handle_note(note);
+                    if outcome.is_settled() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         hand_back(ctx, tap, ending).await;
     }
     ctx.metrics.ari_taps_ended.inc();
@@ -390,17 +398,17 @@ async fn hand_back(ctx: &TapContext, tap: &Tap, ending: &Ending) {
     if ctx.config.stasis.then == StasisThen::Leave {
         return;
     }
-    let (status, text, confidence) = match (&tap.last_final, ending) {
-        (Some(OwnerNote::Final { text, confidence }), _) => ("ok", text.as_str(), *confidence),
-        (None, Ending::Failed) => ("error", "", 0.0),
-        (None, _) => ("nomatch", "", 0.0),
+    let verdict = match ending {
+        Ending::Failed(code) => Verdict::TapFailed(code),
+        _ => Verdict::Done,
     };
+    let result = tap.outcome.hand_back(verdict);
     let c = &ctx.client;
-    let confidence = format!("{confidence:.2}");
     let vars = [
-        ("ASR_STATUS", status),
-        ("ASR_TRANSCRIPT", text),
-        ("ASR_CONFIDENCE", confidence.as_str()),
+        ("ASR_STATUS", result.status),
+        ("ASR_ERROR", result.error),
+        ("ASR_TRANSCRIPT", result.transcript.as_str()),
+        ("ASR_CONFIDENCE", result.confidence.as_str()),
         ("ASR_SESSION_ID", tap.session.info.session_id.as_str()),
     ];
     for (name, value) in vars {
@@ -433,15 +441,16 @@ async fn delete(ctx: &TapContext, kind: &str, id: &str) {
 /// Publish the failure as `asr.error` and say the tap failed (or that its channel is gone).
 fn fail(ctx: &TapContext, tap: &Tap, stage: &str, error: &AriError) -> Ending {
     ctx.metrics.ari_request_failures.inc();
-    publish_error(ctx, tap, "ari_request_failed", format!("{stage}: {error}"));
+    let failed = publish_error(ctx, tap, "ari_request_failed", format!("{stage}: {error}"));
     if error.is_gone() {
         Ending::Gone(error.to_string())
     } else {
-        Ending::Failed
+        failed
     }
 }
 
-fn publish_error(ctx: &TapContext, tap: &Tap, code: &'static str, message: String) {
+/// Publish `asr.error` with `code`; the tap fails with it.
+fn publish_error(ctx: &TapContext, tap: &Tap, code: &'static str, message: String) -> Ending {
     tracing::warn!(channel = %tap.channel, %code, %message, "tap error");
     let info = &tap.session.info;
     ctx.publisher.publish(Event::stamp(
@@ -458,6 +467,7 @@ fn publish_error(ctx: &TapContext, tap: &Tap, code: &'static str, message: Strin
         },
         chrono::Utc::now(),
     ));
+    Ending::Failed(code)
 }
 
 #[cfg(test)]

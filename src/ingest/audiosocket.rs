@@ -5,6 +5,22 @@
 //! channel is bridged, DTMF as `0x03`, and closes TCP on hangup (no `0x00`). The gateway
 //! closing the socket destroys the channel. An unknown UUID, a first frame that is not a
 //! UUID, or a fatal framing error closes the connection and is counted.
+//!
+//! The connection closes the moment its session stops taking media, never later. Asterisk
+//! 23's AudioSocket channel reads the app's side of the socket while holding its channel
+//! lock, and when it is woken with nothing to read it polls every 5 ms until a byte or
+//! the close arrives (`ast_audiosocket_receive_frame_with_hangup`). The gateway sends
+//! nothing, so only the close ends that wait; ARI requests that look channels up by id
+//! queue behind the lock meanwhile. A connection kept open after its session ended froze a
+//! whole Asterisk under a burst of calls (issue 9).
+//!
+//! While a session runs, the same wait can start whenever Asterisk reads the channel with
+//! nothing queued (its Stasis loop does, after running an ARI command on the channel), and
+//! it blocks the frames Asterisk would send us. So when Asterisk has sent nothing for
+//! [`KEEPALIVE_AFTER`] the gateway writes one frame of silence in the channel's format:
+//! that read returns, and the silence goes nowhere (the externalMedia channel is bridged
+//! only with the snoop, which takes no audio with `whisper=none`). A healthy tap receives a
+//! frame every 20 ms and writes nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,11 +33,15 @@ use tokio::sync::mpsc;
 
 use crate::ingest::manager::SessionManager;
 use crate::ingest::rtp_framing::{RtpFramer, StreamFormat};
-use crate::media::audiosocket::{Decoder, FrameKind};
+use crate::media::audiosocket::{encode_silence, Decoder, FrameKind};
 use crate::metrics::Metrics;
 
 /// How long a new connection may take to name its call.
 const UUID_WAIT: Duration = Duration::from_secs(5);
+/// Asterisk quiet this long on a named connection: write a frame of silence.
+pub const KEEPALIVE_AFTER: Duration = Duration::from_millis(60);
+/// Length of that frame.
+const KEEPALIVE_MS: u32 = 20;
 
 /// A session waiting for (or receiving) its AudioSocket connection.
 struct Route {
@@ -34,21 +54,32 @@ pub struct AudioSocketServer {
     routes: Mutex<HashMap<String, Route>>,
     manager: Arc<SessionManager>,
     metrics: Arc<Metrics>,
+    /// The keepalive frame: silence at the rate externalMedia was asked for.
+    silence: Vec<u8>,
 }
 
 impl AudioSocketServer {
-    /// Listen on `addr` and serve connections until the process ends.
+    /// Listen on `addr` and serve connections until the process ends. `rate` is the slin
+    /// rate the channels are created with (8000 or 16000 Hz).
     pub async fn bind(
         addr: SocketAddr,
+        rate: u32,
         manager: Arc<SessionManager>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Self>> {
+        let silence = encode_silence(rate, KEEPALIVE_MS).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("AudioSocket has no audio type for {rate} Hz"),
+            )
+        })?;
         let listener = TcpListener::bind(addr).await?;
         let server = Arc::new(Self {
             local_addr: listener.local_addr()?,
             routes: Mutex::new(HashMap::new()),
             manager,
             metrics,
+            silence,
         });
         tokio::spawn(server.clone().accept(listener));
         Ok(server)
@@ -97,16 +128,29 @@ impl AudioSocketServer {
         let mut route: Option<Route> = None;
         let mut framer = RtpFramer::default();
         loop {
-            let read = if route.is_none() {
-                match tokio::time::timeout(UUID_WAIT, stream.read(&mut buf)).await {
+            let read = match &route {
+                None => match tokio::time::timeout(UUID_WAIT, stream.read(&mut buf)).await {
                     Ok(r) => r,
                     Err(_) => {
                         self.refuse(peer, "no UUID frame in time");
                         return;
                     }
-                }
-            } else {
-                stream.read(&mut buf).await
+                },
+                // The session stopped taking media: close now, not at Asterisk's next frame.
+                // A connection left open and silent can hold Asterisk's channel lock forever
+                // (see the module doc).
+                Some(current) => tokio::select! {
+                    r = stream.read(&mut buf) => r,
+                    () = current.frames.closed() => return,
+                    () = tokio::time::sleep(KEEPALIVE_AFTER) => {
+                        // Never block on it: a full socket buffer means Asterisk is reading
+                        // nothing at all, and the next round tries again.
+                        if stream.try_write(&self.silence).is_ok() {
+                            self.metrics.audiosocket_keepalives.inc();
+                        }
+                        continue;
+                    }
+                },
             };
             let n = match read {
                 Ok(0) | Err(_) => return, // hangup: dropping the route ends the session

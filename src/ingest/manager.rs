@@ -248,7 +248,7 @@ impl SessionManager {
         };
         let mut config = self.session_config(&request, local_addr);
         config.transport = transport;
-        let session = match Session::new(config, Instant::now()) {
+        let mut session = match Session::new(config, Instant::now()) {
             Ok(s) => s,
             Err(e) => {
                 self.release(port);
@@ -311,6 +311,7 @@ impl SessionManager {
             options,
             owner,
         };
+        rtp_udp::publish_started(&mut session, &ctx);
         let manager = self.clone();
         let id = session_id.clone();
         let (ended_tx, ended) = oneshot::channel();

@@ -39,6 +39,15 @@ enum Received {
 }
 
 impl MediaInput {
+    /// The session stopped taking media. A stream transport's connection closes at once
+    /// (its reader watches for this), which hangs the Asterisk channel up; a UDP socket
+    /// stays bound until the session ends.
+    fn stop_taking_media(&mut self) {
+        if let MediaInput::Frames(rx) = self {
+            rx.close();
+        }
+    }
+
     async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Received> {
         match self {
             MediaInput::Udp(socket) => {
@@ -78,6 +87,9 @@ pub enum SessionCommand {
 pub enum OwnerNote {
     /// A final transcript, as published.
     Final { text: String, confidence: f32 },
+    /// Recognition failed (`asr.error`): the engine was busy, unreachable, too slow, or
+    /// its stream broke.
+    Failed { code: &'static str },
 }
 
 /// Changed recognition options; `None` keeps the current value. Language and hints apply
@@ -115,18 +127,21 @@ impl SessionContext {
         if let EventBody::Error { code, .. } = &event.body {
             self.metrics.asr_errors.inc(code);
         }
-        if let (
-            Some(owner),
-            EventBody::TranscriptFinal {
-                text, confidence, ..
-            },
-        ) = (&self.owner, &event.body)
-        {
-            // The owner reads promptly; if it does not, it loses a copy, never the event.
-            let _ = owner.try_send(OwnerNote::Final {
-                text: text.clone(),
-                confidence: *confidence,
-            });
+        if let Some(owner) = &self.owner {
+            let note = match &event.body {
+                EventBody::TranscriptFinal {
+                    text, confidence, ..
+                } => Some(OwnerNote::Final {
+                    text: text.clone(),
+                    confidence: *confidence,
+                }),
+                EventBody::Error { code, .. } => Some(OwnerNote::Failed { code }),
+                _ => None,
+            };
+            if let Some(note) = note {
+                // The owner reads promptly; if it does not, it loses a copy, never the event.
+                let _ = owner.try_send(note);
+            }
         }
         self.publisher.publish(Event::stamp(
             self.source.clone(),
@@ -135,6 +150,16 @@ impl SessionContext {
             event,
             chrono::Utc::now(),
         ));
+    }
+}
+
+/// Publish what a new session has to say before any media (`asr.session.started`), so that
+/// it is the session's first event whatever the caller publishes next about it (a command's
+/// `asr.command.accepted`). A new session has nothing else queued: the next output is its
+/// first deadline, which `run` computes again.
+pub fn publish_started(session: &mut Session, ctx: &SessionContext) {
+    while let Output::Event(event) = session.poll_output() {
+        ctx.publish(event);
     }
 }
 
@@ -189,6 +214,9 @@ pub async fn run(
         sync_metrics(&ctx.metrics, &session.stats(), &mut counted);
         if session.is_closed() {
             break;
+        }
+        if !session.is_open() {
+            input.stop_taking_media();
         }
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::select! {

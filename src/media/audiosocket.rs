@@ -115,6 +115,18 @@ pub fn encode_hangup() -> [u8; 3] {
     [0x00, 0x00, 0x00]
 }
 
+/// An audio frame of `ms` milliseconds of silence at `rate` Hz (slin), or `None` for a
+/// rate AudioSocket has no type for.
+pub fn encode_silence(rate: u32, ms: u32) -> Option<Vec<u8>> {
+    let kind = FrameKind::Audio { rate }.to_byte()?;
+    let bytes = u16::try_from(rate as usize * ms as usize / 1000 * 2).ok()?;
+    let mut frame = Vec::with_capacity(HEADER_LEN + usize::from(bytes));
+    frame.push(kind);
+    frame.extend(bytes.to_be_bytes());
+    frame.resize(HEADER_LEN + usize::from(bytes), 0);
+    Some(frame)
+}
+
 /// What went wrong decoding the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AudioSocketError {
@@ -373,6 +385,20 @@ mod tests {
         assert!(f.payload.is_empty());
         assert!(d.poll().is_none());
         assert_eq!(encode_hangup(), [0x00, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn silence_frames_decode_as_audio_of_their_rate() {
+        for (rate, kind, len) in [(8_000, 0x10, 320), (16_000, 0x12, 640)] {
+            let frame = encode_silence(rate, 20).unwrap();
+            assert_eq!(frame[..3], [kind, (len >> 8) as u8, (len & 0xFF) as u8]);
+            let mut d = Decoder::new();
+            d.push(&frame);
+            let f = d.poll().unwrap().unwrap();
+            assert_eq!(f.kind, FrameKind::Audio { rate });
+            assert!(f.payload.len() == len && f.payload.iter().all(|&b| b == 0));
+        }
+        assert_eq!(encode_silence(11_025, 20), None);
     }
 
     #[test]

@@ -203,6 +203,11 @@ impl Session {
         })
     }
 
+    /// Still taking media: not closing (waiting for final results) or closed.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
