@@ -355,8 +355,16 @@ fn burst(ast: &Asterisk, gw: &mut GatewayProcess, tag: &str, formats: &str) {
     }
     assert!(ok > 0, "{tag}: no call recognized ({errors} errors)");
     ast.assert_nothing_left(Duration::from_secs(30));
+    let keepalives = gw
+        .metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("asrgw_audiosocket_keepalives_total ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
     eprintln!(
-        "{tag}: {ok} recognized, {errors} engine errors, {:.1} s",
+        "{tag}: {ok} recognized, {errors} engine errors, {:.1} s, AudioSocket keepalives so far {keepalives}",
         began.elapsed().as_secs_f64()
     );
     gw.pump(Duration::from_millis(10));
