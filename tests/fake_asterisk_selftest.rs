@@ -632,6 +632,47 @@ async fn read_frame(sock: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     Some((head[0], payload))
 }
 
+#[tokio::test]
+async fn external_media_refuses_mismatched_encapsulation_and_transport_as_asterisk_does() {
+    // Answers captured from Asterisk 23.4.1 (tests/asterisk_real.rs builds it).
+    let fake = FakeAsterisk::start(FakeConfig::default()).await;
+    let ari = Ari::new(&fake);
+    let base = "/channels/externalMedia?app=gw&external_host=127.0.0.1:9&format=ulaw";
+    for (query, message) in [
+        (
+            "&encapsulation=audiosocket&transport=udp",
+            "transport must be 'tcp' for audiosocket encapsulation",
+        ),
+        (
+            "&encapsulation=rtp&transport=tcp",
+            "transport must be 'udp' for rtp encapsulation",
+        ),
+        (
+            "&encapsulation=rtp&transport=websocket",
+            "encapsulation must be 'none' for websocket transport",
+        ),
+        (
+            "&connection_type=server",
+            "'server' connection_type can only be used with the websocket transport",
+        ),
+    ] {
+        let (status, body) = ari.post(&format!("{base}{query}")).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (400, Some(message)),
+            "{query}"
+        );
+    }
+    let (status, body) = ari.post("/channels/externalMedia?app=gw&format=ulaw").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            400,
+            Some("external_host is required for all but websocket server connections")
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audiosocket_sends_the_uuid_then_audio_and_dtmf() {
     let fake = FakeAsterisk::start(FakeConfig::default()).await;

@@ -32,14 +32,36 @@ pub(super) async fn external_media(
     let encapsulation = get("encapsulation").unwrap_or("rtp").to_ascii_lowercase();
     let transport = get("transport").unwrap_or("udp").to_ascii_lowercase();
     let server = get("connection_type").is_some_and(|c| c.eq_ignore_ascii_case("server"));
+    // Checked in this order, with these answers, by Asterisk 23.4.1 (seen).
+    if transport == "websocket" && encapsulation != "none" {
+        return error(400, "encapsulation must be 'none' for websocket transport");
+    }
+    if encapsulation == "rtp" && transport != "udp" {
+        return error(400, "transport must be 'udp' for rtp encapsulation");
+    }
+    if encapsulation == "audiosocket" && transport != "tcp" {
+        return error(400, "transport must be 'tcp' for audiosocket encapsulation");
+    }
+    if server && transport != "websocket" {
+        return error(
+            400,
+            "'server' connection_type can only be used with the websocket transport",
+        );
+    }
     let websocket_server = transport == "websocket" && server;
     let host = get("external_host");
     if !websocket_server {
         let Some(host) = host else {
-            return error(400, "external_host cannot be empty");
+            return error(
+                400,
+                "external_host is required for all but websocket server connections",
+            );
         };
         if !valid_host_port(host) {
-            return error(400, "external_host must be <host>:<port>");
+            return error(
+                400,
+                "external_host must be <host>:<port> for all transports other than websocket",
+            );
         }
     }
     let Some(format_name) = get("format") else {

@@ -1,9 +1,30 @@
 //! A fake Asterisk (an ARI subset plus externalMedia media) for the integration tests and one benchmark.
 //!
-//! It exists only because real Asterisk cannot be installed on this machine. It is not
-//! a general model of Asterisk: it does what the gateway's tests need, and where it
-//! imitates Asterisk it follows ../shared/ASTERISK-NOTES.md ("Seen on 23.4.1" first).
-//! Behaviours taken from those notes:
+//! A real Asterisk (23.4.1, `scripts/asterisk.sh`) is now the reference peer:
+//! tests/asterisk_real.rs runs the scenarios of tests/ari.rs against it. The fake stays
+//! for the faults a real one cannot be made to produce on demand (an ARI request answered
+//! 500 or 409 once, the events socket dropped while the call goes on) and for fast runs.
+//! It is not a general model of Asterisk: it does what the gateway's tests need, and where
+//! it imitates Asterisk it follows ../shared/ASTERISK-NOTES.md ("Seen on 23.4.1" first).
+//!
+//! Checked against the real Asterisk by the same scenario (tests/asterisk_real.rs):
+//! listen mode over RTP with hang-up teardown; Stasis mode answering, recognizing, setting
+//! the result variables and continuing in the dialplan; both directions as two sessions
+//! ended by one stop command; DTMF from `ChannelDtmfReceived` (RTP), AudioSocket `0x03`
+//! and WebSocket `DTMF_END`; AudioSocket and WebSocket media in both modes; a hang-up
+//! mid-utterance; a call gone before the snoop (404 "Provided channel was not found"); a
+//! bridge taken away (media stops, the tap ends, the call goes on); a hang-up during
+//! teardown; a call vanishing during setup; an Asterisk restart; wrong credentials; and
+//! the externalMedia answers to mismatched encapsulation/transport (fixed here: the fake
+//! answered 501 where Asterisk answers 400 with its own message, and named a missing
+//! `external_host` differently). Also seen on the real one and deliberately not modelled:
+//! a two-party mixing bridge runs as `simple_bridge`; a hung-up snoop lingers until a
+//! media frame passes through the snooped channel (the audiohook detaches in the media
+//! path), so a call that sends no media keeps it until the call ends; an AudioSocket
+//! channel read with nothing queued holds its channel lock polling every 5 ms until the
+//! app writes or closes (see src/ingest/audiosocket.rs).
+//!
+//! Behaviours taken from the notes:
 //! - events: one text frame per event with `type`, `timestamp`
 //!   (`2026-11-22T08:03:11.049+0000`), `application`, `asterisk_id`; Channel objects
 //!   with id, name, state, protocol_id, caller, connected, accountcode, dialplan,
