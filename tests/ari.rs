@@ -588,27 +588,9 @@ fn dtmf_on_the_channel_becomes_an_event() {
 #[test]
 fn wrong_credentials_stop_startup_naming_the_server() {
     let pbx = Pbx::start();
-    let dir = std::env::temp_dir().join(format!("asrgw-ari-creds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhttp_listen = \"127.0.0.1:0\"\n[asr]\nendpoint = \"http://127.0.0.1:9\"\n\
-             [[ari.servers]]\nid = \"pbx-main\"\nurl = \"{}\"\nusername = \"asterisk\"\npassword = \"wrong\"\n",
-            pbx.fake.url()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with wrong credentials");
-    assert!(
-        stderr.contains("pbx-main") && stderr.contains("credentials"),
-        "{stderr}"
+    let servers = format!(
+        "[[ari.servers]]\nid = \"pbx-main\"\nurl = \"{}\"\nusername = \"asterisk\"\npassword = \"s3cret-wrong\"\n",
+        pbx.fake.url()
     );
+    common::assert_refused_credentials_stop_startup(&servers, "pbx-main", "s3cret-wrong");
 }

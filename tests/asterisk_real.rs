@@ -31,17 +31,7 @@ fn gateway(ast: &Asterisk, ari: &str, stasis: bool) -> GatewayProcess {
         "[ari]\nmedia_timeout_ms = 3000\n{ari}\n[ari.stasis]\nenabled = {stasis}\nmax_ms = 20000\n{}",
         ast.server_toml("pbx1")
     ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ast
-        .ari_get(&format!("/applications/{}", real_asterisk::APP))
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never connected its ARI events socket"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ast.wait_for_app();
     gw
 }
 
@@ -430,14 +420,7 @@ fn asterisk_restart_under_a_live_tap() {
     );
     ast.boot();
     // The gateway's events socket comes back by itself; a new call is recognized.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ast
-        .ari_get(&format!("/applications/{}", real_asterisk::APP))
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the gateway never reconnected");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ast.wait_for_app();
     ast.originate(
         "after",
         "asr-hold",
@@ -473,17 +456,7 @@ fn an_unreachable_engine_hands_the_call_back_with_an_error_not_a_nomatch() {
         "[asr]\nendpoint = \"http://127.0.0.1:9\"\n[ari]\nformat = \"ulaw\"\n[ari.stasis]\nenabled = true\nmax_ms = 120000\n{}",
         ast.server_toml("pbx1")
     ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ast
-        .ari_get(&format!("/applications/{}", real_asterisk::APP))
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never connected its ARI events socket"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ast.wait_for_app();
     ast.originate(
         "no-engine",
         "asr-stasis",
@@ -580,30 +553,8 @@ fn wrong_credentials_stop_startup_naming_the_server() {
     let Some(ast) = real_asterisk::start() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("asrgw-real-creds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("gateway.toml");
     let servers = ast
         .server_toml("pbx-main")
         .replace("change-me", "s3cret-not-for-logs");
-    std::fs::write(
-        &config,
-        format!("[server]\nhttp_listen = \"127.0.0.1:0\"\n[asr]\nendpoint = \"http://127.0.0.1:9\"\n{servers}"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with wrong credentials");
-    assert!(
-        stderr.contains("pbx-main") && stderr.contains("credentials"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("s3cret-not-for-logs"),
-        "the password reached the log: {stderr}"
-    );
+    common::assert_refused_credentials_stop_startup(&servers, "pbx-main", "s3cret-not-for-logs");
 }

@@ -77,10 +77,6 @@ impl Outcome {
         self.error.is_some() || (self.first_only && self.finals > 0)
     }
 
-    pub fn failed(&self) -> Option<&'static str> {
-        self.error
-    }
-
     pub fn hand_back(&self, verdict: Verdict) -> HandBack {
         let error = match verdict {
             Verdict::TapFailed(code) => Some(code),

@@ -259,6 +259,38 @@ fn rand_suffix() -> u32 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Run `serve` with these `[[ari.servers]]` (whose password the server refuses) and no
+/// engine; assert it exits naming the server, without printing `password`.
+pub fn assert_refused_credentials_stop_startup(servers_toml: &str, server: &str, password: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "asrgw-creds-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nhttp_listen = \"127.0.0.1:0\"\n[asr]\nendpoint = \"http://127.0.0.1:9\"\n{servers_toml}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with wrong credentials");
+    assert!(
+        stderr.contains(server) && stderr.contains("credentials"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(password),
+        "the password reached the log: {stderr}"
+    );
+}
+
 /// Lowercase words without punctuation.
 pub fn words(text: &str) -> Vec<String> {
     asr_gateway::demo::normalize_words(text)

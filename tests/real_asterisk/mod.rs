@@ -230,6 +230,18 @@ impl Asterisk {
         )
     }
 
+    /// Wait until the gateway's ARI events socket is connected (its app is registered).
+    pub fn wait_for_app(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ari_get(&format!("/applications/{APP}")).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never connected its ARI events socket"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn ari_get(&self, path: &str) -> Result<Value, String> {
         let r = self
             .client
