@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod events;
+pub mod ids;
 pub mod ingest;
 pub mod media;
 pub mod metrics;

@@ -594,3 +594,41 @@ fn wrong_credentials_stop_startup_naming_the_server() {
     );
     common::assert_refused_credentials_stop_startup(&servers, "pbx-main", "s3cret-wrong");
 }
+
+/// Toll fraud through path injection (issue 10): a start command whose channel id would
+/// add a query or path segments to an ARI request is rejected before any request is made.
+#[test]
+fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
+    let pbx = Pbx::start();
+    let mut gw = gateway(&[(&pbx, "pbx1")], false);
+    let before = pbx.fake.requests().len();
+    let payloads = [
+        "x?endpoint=PJSIP/900123456&app=asrgw".to_owned(),
+        "../asterisk/modules/res_pjsip.so".to_owned(),
+        "1795334591.22/../../channels".to_owned(),
+        "a%2F..%2Fasterisk".to_owned(),
+        "x".repeat(1_000_000),
+    ];
+    for (i, channel) in payloads.iter().enumerate() {
+        let call = format!("inject-{i}");
+        let (status, body) = listen(&gw, &call, json!({"type": "ari", "channel": channel}));
+        assert_eq!(status, 400, "{body}");
+        let reason = body["reason"].as_str().unwrap();
+        assert!(reason.contains("media.channel"), "{reason}");
+        assert!(
+            reason.len() < 200,
+            "the id is echoed whole: {} bytes",
+            reason.len()
+        );
+        let rejected = wait_call(&mut gw, &call, "asr.command.rejected", LONG);
+        assert_eq!(rejected["data"]["reason"], reason);
+    }
+    let after = pbx.fake.requests();
+    assert_eq!(
+        after.len(),
+        before,
+        "requests reached Asterisk: {:?}",
+        &after[before..]
+    );
+    assert!(gw.healthy());
+}

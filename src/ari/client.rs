@@ -145,11 +145,12 @@ impl AriClient {
     pub fn media_url(&self, connection_id: &str) -> String {
         let root = self.base.trim_end_matches("/ari");
         let ws = if let Some(rest) = root.strip_prefix("https://") {
-            format!("wss://{rest}/media/{connection_id}")
+            format!("wss://{rest}/media/{}", segment(connection_id))
         } else {
             format!(
-                "ws://{}/media/{connection_id}",
-                root.trim_start_matches("http://")
+                "ws://{}/media/{}",
+                root.trim_start_matches("http://"),
+                segment(connection_id)
             )
         };
         let key = format!("{}:{}", self.username, self.password);
@@ -175,7 +176,7 @@ impl AriClient {
         app_args: &str,
         spy: &str,
     ) -> Result<Channel, AriError> {
-        let path = format!("/channels/{channel_id}/snoop");
+        let path = format!("/channels/{}/snoop", segment(channel_id));
         let query = [
             ("spy", spy),
             ("whisper", "none"),
@@ -218,7 +219,7 @@ impl AriClient {
     }
 
     pub async fn add_channels(&self, bridge_id: &str, channels: &[&str]) -> Result<(), AriError> {
-        let path = format!("/bridges/{bridge_id}/addChannel");
+        let path = format!("/bridges/{}/addChannel", segment(bridge_id));
         let list = channels.join(",");
         self.call(Method::POST, &path, &[("channel", &list)])
             .await
@@ -226,24 +227,24 @@ impl AriClient {
     }
 
     pub async fn destroy_bridge(&self, bridge_id: &str) -> Result<(), AriError> {
-        let path = format!("/bridges/{bridge_id}");
+        let path = format!("/bridges/{}", segment(bridge_id));
         self.call(Method::DELETE, &path, &[]).await.map(drop)
     }
 
     /// `GET /channels/{id}`: the channel, or a 404 error once it is gone.
     pub async fn channel(&self, channel_id: &str) -> Result<Channel, AriError> {
-        let path = format!("/channels/{channel_id}");
+        let path = format!("/channels/{}", segment(channel_id));
         let body = self.call(Method::GET, &path, &[]).await?;
         self.parse_channel(&path, &body)
     }
 
     pub async fn hangup(&self, channel_id: &str) -> Result<(), AriError> {
-        let path = format!("/channels/{channel_id}");
+        let path = format!("/channels/{}", segment(channel_id));
         self.call(Method::DELETE, &path, &[]).await.map(drop)
     }
 
     pub async fn answer(&self, channel_id: &str) -> Result<(), AriError> {
-        let path = format!("/channels/{channel_id}/answer");
+        let path = format!("/channels/{}/answer", segment(channel_id));
         self.call(Method::POST, &path, &[]).await.map(drop)
     }
 
@@ -253,7 +254,7 @@ impl AriClient {
         name: &str,
         value: &str,
     ) -> Result<(), AriError> {
-        let path = format!("/channels/{channel_id}/variable");
+        let path = format!("/channels/{}/variable", segment(channel_id));
         self.call(Method::POST, &path, &[("variable", name), ("value", value)])
             .await
             .map(drop)
@@ -261,13 +262,13 @@ impl AriClient {
 
     /// Leave Stasis and continue in the dialplan where the channel was.
     pub async fn continue_in_dialplan(&self, channel_id: &str) -> Result<(), AriError> {
-        let path = format!("/channels/{channel_id}/continue");
+        let path = format!("/channels/{}/continue", segment(channel_id));
         self.call(Method::POST, &path, &[]).await.map(drop)
     }
 
     /// Receive a channel's events (hangup, DTMF) although it is not in our app.
     pub async fn subscribe_channel(&self, app: &str, channel_id: &str) -> Result<(), AriError> {
-        let path = format!("/applications/{app}/subscription");
+        let path = format!("/applications/{}/subscription", segment(app));
         let source = format!("channel:{channel_id}");
         self.call(Method::POST, &path, &[("eventSource", &source)])
             .await
@@ -328,6 +329,24 @@ impl AriClient {
 }
 
 /// reqwest's error text without the URL (the server id already names it).
+/// `id` as one URL path segment: every byte but `A-Z a-z 0-9 - . _ ~` percent-encoded, so
+/// no id can add a segment, a query or a `..` to an ARI request. Ids are checked at the
+/// edge (crate::ids); this is the second line of defence.
+fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'~')
+            || (b == b'.' && !id.bytes().all(|c| c == b'.'))
+        {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn without_url(e: &reqwest::Error) -> String {
     let mut detail = e.to_string();
     if let Some(url) = e.url() {
@@ -379,5 +398,20 @@ mod tests {
         };
         assert!(e.to_string().contains("pbx2"));
         assert!(!e.is_gone());
+    }
+
+    #[test]
+    fn ids_become_one_path_segment() {
+        assert_eq!(segment("1795334591.22"), "1795334591.22");
+        assert_eq!(
+            segment("x?endpoint=PJSIP/900123456&"),
+            "x%3Fendpoint%3DPJSIP%2F900123456%26"
+        );
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(
+            segment("../asterisk/modules/res_pjsip.so"),
+            "..%2Fasterisk%2Fmodules%2Fres_pjsip.so"
+        );
+        assert_eq!(segment("a b%"), "a%20b%25");
     }
 }

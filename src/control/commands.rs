@@ -197,6 +197,21 @@ impl Dispatcher {
                         channel,
                         directions,
                     } => {
+                        // The channel id goes into ARI request paths on the gateway's
+                        // credentials: only plain ids (no `/`, `?`, `&`, `..`) get that far.
+                        if !crate::ids::is_safe_id(channel) {
+                            let reason = format!(
+                                "media.channel {} is invalid: use {}",
+                                crate::ids::preview(channel),
+                                crate::ids::ID_RULE
+                            );
+                            return self.reject(
+                                Some("start".into()),
+                                command_id,
+                                Some(call_id),
+                                reason,
+                            );
+                        }
                         let controller = match self.ari_server(server.as_deref()) {
                             Ok(c) => c,
                             Err(reason) => {

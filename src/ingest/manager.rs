@@ -20,9 +20,6 @@ use crate::ingest::rtp_udp::{
 use crate::media::session::{InputError, Session, SessionConfig};
 use crate::metrics::Metrics;
 
-/// Longest call id accepted; ids travel in routing keys and subjects.
-const MAX_CALL_ID: usize = 128;
-
 /// What call logic asks for when reserving a port. Unset options take the config's values.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +47,8 @@ pub struct SessionInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("call_id {0:?} is invalid: use 1 to 128 characters from A-Z a-z 0-9 . _ - :")]
+    /// The call id as [`crate::ids::preview`] shows it.
+    #[error("call_id {0} is invalid: use 1 to 128 characters from A-Z a-z 0-9 . _ - :")]
     InvalidCallId(String),
     #[error("no free RTP port in {min}..={max}")]
     NoFreePort { min: u16, max: u16 },
@@ -513,15 +511,10 @@ impl SessionManager {
 }
 
 fn validate_call_id(call_id: &str) -> Result<(), ManagerError> {
-    let ok = !call_id.is_empty()
-        && call_id.len() <= MAX_CALL_ID
-        && call_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-    if ok {
+    if crate::ids::is_safe_id(call_id) {
         Ok(())
     } else {
-        Err(ManagerError::InvalidCallId(call_id.into()))
+        Err(ManagerError::InvalidCallId(crate::ids::preview(call_id)))
     }
 }
 
