@@ -632,3 +632,154 @@ fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
     );
     assert!(gw.healthy());
 }
+
+/// The same injection over every command broker: each payload is rejected, none reaches
+/// Asterisk.
+#[test]
+fn injected_channel_ids_over_every_broker_never_reach_asterisk() {
+    let pbx = Pbx::start();
+    let u = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let (rabbit_queue, nats_stream, nats_subject, redis_stream) = (
+        format!("test.inject.{u}"),
+        format!("TINJ{u}"),
+        format!("tinj{u}.commands"),
+        format!("test:inject:{u}"),
+    );
+    let mut gw = GatewayProcess::start(&format!(
+        "[commands]\nsources = [\"rabbitmq\", \"nats\", \"redis\"]\n\
+         [commands.rabbitmq]\nqueue = \"{rabbit_queue}\"\ndead_letter_exchange = \"{rabbit_queue}.dlx\"\n\
+         [commands.nats]\nstream = \"{nats_stream}\"\nsubject = \"{nats_subject}\"\ndurable = \"gw{u}\"\n\
+         [commands.redis]\nstream = \"{redis_stream}\"\ngroup = \"gw{u}\"\ndead_letter_stream = \"{redis_stream}:dead\"\n\
+         [ari.stasis]\nenabled = false\n{}",
+        pbx.server_toml("pbx1")
+    ));
+    assert!(pbx
+        .rt
+        .block_on(pbx.fake.wait_for_app(APP, Duration::from_secs(30))));
+    let before = pbx.fake.requests().len();
+    let start = |call: &str| {
+        json!({"command": "start", "call_id": call,
+               "media": {"type": "ari", "channel": "x?endpoint=PJSIP/900123456&app=asrgw"}})
+        .to_string()
+    };
+    let calls = [
+        format!("rmq-{u}"),
+        format!("nats-{u}"),
+        format!("redis-{u}"),
+    ];
+    pbx.rt.block_on(async {
+        // RabbitMQ: to the command queue through the default exchange.
+        use lapin::options::BasicPublishOptions;
+        let amqp = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        // A passive declare of a missing queue closes its channel: a new one per try.
+        let mut channel = amqp.create_channel().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while channel
+            .queue_declare(
+                rabbit_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never declared its queue"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            channel = amqp.create_channel().await.unwrap();
+        }
+        channel
+            .basic_publish(
+                "".into(),
+                rabbit_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                start(&calls[0]).as_bytes(),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // NATS JetStream.
+        let js =
+            async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while js.get_stream(&nats_stream).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never created its stream"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        js.publish(nats_subject.clone(), start(&calls[1]).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // Redis Streams.
+        let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(&redis_stream)
+            .arg("*")
+            .arg("payload")
+            .arg(start(&calls[2]))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    });
+    for call in &calls {
+        let rejected = wait_call(&mut gw, call, "asr.command.rejected", LONG);
+        let reason = rejected["data"]["reason"].as_str().unwrap();
+        assert!(reason.contains("media.channel"), "{reason}");
+    }
+    let after = pbx.fake.requests();
+    assert_eq!(
+        after.len(),
+        before,
+        "requests reached Asterisk: {:?}",
+        &after[before..]
+    );
+    // The gateway first: its consumers would declare what is deleted below again.
+    drop(gw);
+    pbx.rt.block_on(async {
+        let js =
+            async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+        let _ = js.delete_stream(&nats_stream).await;
+        let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let _: Result<redis::Value, _> = redis::cmd("DEL")
+            .arg(&redis_stream)
+            .arg(format!("{redis_stream}:dead"))
+            .query_async(&mut conn)
+            .await;
+        let amqp = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = amqp.create_channel().await.unwrap();
+        for queue in [rabbit_queue.clone(), format!("{rabbit_queue}.dead")] {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = channel
+            .exchange_delete(
+                format!("{rabbit_queue}.dlx").as_str().into(),
+                Default::default(),
+            )
+            .await;
+    });
+}
