@@ -56,6 +56,17 @@ impl Pbx {
         self.rt.block_on(self.fake.hangup(channel));
     }
 
+    /// No ARI request reached the fake since it had logged `before` of them.
+    fn assert_no_requests_since(&self, before: usize) {
+        let after = self.fake.requests();
+        assert_eq!(
+            after.len(),
+            before,
+            "requests reached Asterisk: {:?}",
+            &after[before..]
+        );
+    }
+
     /// Wait until every channel and bridge the gateway created is destroyed.
     fn assert_nothing_left(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -623,13 +634,7 @@ fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
         let rejected = wait_call(&mut gw, &call, "asr.command.rejected", LONG);
         assert_eq!(rejected["data"]["reason"], reason);
     }
-    let after = pbx.fake.requests();
-    assert_eq!(
-        after.len(),
-        before,
-        "requests reached Asterisk: {:?}",
-        &after[before..]
-    );
+    pbx.assert_no_requests_since(before);
     assert!(gw.healthy());
 }
 
@@ -743,13 +748,7 @@ fn injected_channel_ids_over_every_broker_never_reach_asterisk() {
         let reason = rejected["data"]["reason"].as_str().unwrap();
         assert!(reason.contains("media.channel"), "{reason}");
     }
-    let after = pbx.fake.requests();
-    assert_eq!(
-        after.len(),
-        before,
-        "requests reached Asterisk: {:?}",
-        &after[before..]
-    );
+    pbx.assert_no_requests_since(before);
     // The gateway first: its consumers would declare what is deleted below again.
     drop(gw);
     pbx.rt.block_on(async {
