@@ -618,7 +618,7 @@ fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
         "../asterisk/modules/res_pjsip.so".to_owned(),
         "1795334591.22/../../channels".to_owned(),
         "a%2F..%2Fasterisk".to_owned(),
-        "x".repeat(1_000_000),
+        "x".repeat(60_000),
     ];
     for (i, channel) in payloads.iter().enumerate() {
         let call = format!("inject-{i}");
@@ -634,6 +634,14 @@ fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
         let rejected = wait_call(&mut gw, &call, "asr.command.rejected", LONG);
         assert_eq!(rejected["data"]["reason"], reason);
     }
+    // A command of 1 MB is refused for its size before it is read.
+    let huge = "x".repeat(1_000_000);
+    let (status, body) = listen(&gw, "inject-huge", json!({"type": "ari", "channel": huge}));
+    assert_eq!(status, 400);
+    assert!(
+        body["reason"].as_str().unwrap().contains("at most 65536"),
+        "{body}"
+    );
     pbx.assert_no_requests_since(before);
     assert!(gw.healthy());
 }

@@ -29,8 +29,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::ari::controller::{AriController, AriHub};
+use crate::control::limits;
 use crate::events::model::{Event, EventBody, SessionEvent};
 use crate::events::publisher::Publisher;
+use crate::ids::{is_safe_id, preview};
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
 use crate::ingest::rtp_udp::OptionsUpdate;
 use crate::media::vad::{Segmenter, VadConfig};
@@ -156,6 +158,14 @@ impl Dispatcher {
 
     /// Handle one command; the outcome is also published as an event.
     pub async fn dispatch(&self, payload: &[u8]) -> CommandOutcome {
+        if payload.len() > limits::MAX_COMMAND_BYTES {
+            let reason = format!(
+                "command is {} bytes; at most {}",
+                payload.len(),
+                limits::MAX_COMMAND_BYTES
+            );
+            return self.reject(None, None, None, reason);
+        }
         let command: Command = match serde_json::from_slice(payload) {
             Ok(c) => c,
             Err(e) => {
@@ -169,6 +179,30 @@ impl Dispatcher {
                 );
             }
         };
+        if let Err(reason) = limits::check(&command) {
+            let (name, command_id, call_id) = match &command {
+                Command::Start {
+                    command_id,
+                    call_id,
+                    ..
+                } => ("start", command_id, call_id),
+                Command::Stop {
+                    command_id,
+                    call_id,
+                } => ("stop", command_id, call_id),
+                Command::Update {
+                    command_id,
+                    call_id,
+                    ..
+                } => ("update", command_id, call_id),
+            };
+            return self.reject(
+                Some(name.into()),
+                command_id.clone(),
+                Some(call_id.clone()),
+                reason,
+            );
+        }
         match command {
             Command::Start {
                 command_id,
@@ -197,21 +231,6 @@ impl Dispatcher {
                         channel,
                         directions,
                     } => {
-                        // The channel id goes into ARI request paths on the gateway's
-                        // credentials: only plain ids (no `/`, `?`, `&`, `..`) get that far.
-                        if !crate::ids::is_safe_id(channel) {
-                            let reason = format!(
-                                "media.channel {} is invalid: use {}",
-                                crate::ids::preview(channel),
-                                crate::ids::ID_RULE
-                            );
-                            return self.reject(
-                                Some("start".into()),
-                                command_id,
-                                Some(call_id),
-                                reason,
-                            );
-                        }
                         let controller = match self.ari_server(server.as_deref()) {
                             Ok(c) => c,
                             Err(reason) => {
@@ -357,10 +376,12 @@ impl Dispatcher {
         call_id: Option<String>,
         reason: String,
     ) -> CommandOutcome {
-        tracing::warn!(?command, ?command_id, ?call_id, %reason, "command rejected");
-        let call_id = call_id
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| UNKNOWN_CALL.into());
+        // Whatever the input held, only plain ids and a bounded reason go into the event.
+        let plain = |v: Option<String>| v.filter(|v| is_safe_id(v));
+        let (command, command_id) = (plain(command), plain(command_id));
+        let reason = limits::bounded_reason(reason);
+        tracing::warn!(?command, ?command_id, call_id = ?call_id.as_deref().map(preview), %reason, "command rejected");
+        let call_id = plain(call_id).unwrap_or_else(|| UNKNOWN_CALL.into());
         let body = EventBody::CommandRejected {
             command,
             command_id,

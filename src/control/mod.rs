@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod http;
+pub mod limits;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis_streams;
