@@ -1,4 +1,5 @@
-//! Malformed datagrams, random bytes and foreign sources never crash the gateway; each is counted.
+//! Malformed datagrams, random bytes, foreign sources and oversized requests never crash the
+//! gateway; each is counted or refused with a bounded reason.
 
 mod common;
 
@@ -129,4 +130,47 @@ fn a_second_source_is_ignored_and_counted() {
         read_sample(&metrics, "asrgw_rtp_foreign_source_total"),
         Some(20.0)
     );
+}
+
+/// `POST /v1/sessions` bodies over a bound are refused, naming the field, never echoing it.
+#[test]
+fn oversized_session_requests_are_refused_with_a_short_reason() {
+    let gw = GatewayProcess::start("");
+    let post = |body: serde_json::Value| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://{}/v1/sessions", gw.http))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap())
+    };
+    let huge = "x".repeat(100_000);
+    for (body, field) in [
+        (serde_json::json!({"call_id": huge}), "call_id"),
+        (
+            serde_json::json!({"call_id": "ok-1", "language": huge}),
+            "options.language",
+        ),
+        (
+            serde_json::json!({"call_id": "ok-2", "hints": vec!["hint"; 1000]}),
+            "options.hints",
+        ),
+        (
+            serde_json::json!({"call_id": "ok-3", "hints": [huge]}),
+            "options.hints",
+        ),
+    ] {
+        let (status, text) = post(body);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(field), "{text}");
+        assert!(
+            text.len() < 300,
+            "the field is echoed whole: {} bytes",
+            text.len()
+        );
+    }
+    let (status, text) = post(serde_json::json!({"call_id": "ok-4", "hints": ["balance"]}));
+    assert_eq!(status, 201, "{text}");
+    assert!(gw.healthy());
 }

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::control::commands::{CommandOutcome, Dispatcher};
+use crate::control::limits;
 use crate::events::model::EndCause;
 use crate::ingest::manager::{ManagerError, SessionManager, SessionRequest};
 use crate::metrics::Metrics;
@@ -55,6 +56,11 @@ async fn create_session(
             )
         }
     };
+    let bounded =
+        limits::check_language_and_hints(request.language.as_deref(), request.hints.as_deref());
+    if let Err(reason) = bounded {
+        return error(StatusCode::BAD_REQUEST, reason);
+    }
     match state.manager.create(request).await {
         Ok(info) => {
             let host = state

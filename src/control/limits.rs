@@ -69,7 +69,16 @@ fn id(field: &str, value: &str) -> Result<(), String> {
 }
 
 fn check_options(options: &CommandOptions) -> Result<(), String> {
-    if let Some(language) = &options.language {
+    check_language_and_hints(options.language.as_deref(), options.hints.as_deref())
+}
+
+/// The bounds on `language` and `hints`, wherever they come from (a command's `options`, a
+/// `POST /v1/sessions` body).
+pub fn check_language_and_hints(
+    language: Option<&str>,
+    hints: Option<&[String]>,
+) -> Result<(), String> {
+    if let Some(language) = language {
         let plain = language
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
@@ -80,7 +89,7 @@ fn check_options(options: &CommandOptions) -> Result<(), String> {
             ));
         }
     }
-    if let Some(hints) = &options.hints {
+    if let Some(hints) = hints {
         if hints.len() > MAX_HINTS {
             return Err(format!(
                 "options.hints has {} entries; at most {MAX_HINTS}",
