@@ -9,10 +9,9 @@
 //! The connection closes the moment its session stops taking media, never later. Asterisk
 //! 23's AudioSocket channel reads the app's side of the socket while holding its channel
 //! lock, and when it is woken with nothing to read it polls every 5 ms until a byte or
-//! the close arrives (`ast_audiosocket_receive_frame_with_hangup`). The gateway sends
-//! nothing, so only the close ends that wait; ARI requests that look channels up by id
-//! queue behind the lock meanwhile. A connection kept open after its session ended froze a
-//! whole Asterisk under a burst of calls (issue 9).
+//! the close arrives (`ast_audiosocket_receive_frame_with_hangup`); ARI requests that look
+//! channels up by id queue behind the lock meanwhile. A connection kept open (and silent)
+//! after its session ended froze a whole Asterisk under a burst of calls (issue 9).
 //!
 //! While a session runs, the same wait can start whenever Asterisk reads the channel with
 //! nothing queued (its Stasis loop does, after running an ARI command on the channel), and

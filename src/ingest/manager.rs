@@ -48,7 +48,7 @@ pub struct SessionInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     /// The call id as [`crate::ids::preview`] shows it.
-    #[error("call_id {0} is invalid: use 1 to 128 characters from A-Z a-z 0-9 . _ - :")]
+    #[error("call_id {0} is invalid: use {rule}", rule = crate::ids::ID_RULE)]
     InvalidCallId(String),
     #[error("no free RTP port in {min}..={max}")]
     NoFreePort { min: u16, max: u16 },
