@@ -132,7 +132,7 @@ async fn run(full: bool) {
         .expect("exchange");
 
     let sink = RabbitSink::connect(RabbitConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         exchange: exchange.clone(),
         confirm_timeout_ms: 30_000,
         ..RabbitConfig::default()

@@ -75,7 +75,7 @@ fn main() {
         let bytes = events.iter().map(|e| e.json.len()).sum::<usize>() / count;
         for batch_mode in [false, true] {
             let sink = WebhookSink::new(WebhookConfig {
-                url: url.clone(),
+                url: url.clone().into(),
                 secret: Some(SECRET.into()),
                 batch: batch_mode,
                 ..WebhookConfig::default()

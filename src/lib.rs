@@ -14,5 +14,6 @@ pub mod ids;
 pub mod ingest;
 pub mod media;
 pub mod metrics;
+pub mod secret;
 pub mod sender;
 pub mod serve;

@@ -210,7 +210,7 @@ async fn sink_delivers_every_event_once_in_order_per_call() {
         .unwrap();
 
     let sink = RabbitSink::connect(RabbitConfig {
-        url: url(),
+        url: url().into(),
         exchange: exchange.clone(),
         ..RabbitConfig::default()
     })
@@ -269,7 +269,7 @@ async fn unroutable_batch_is_rejected_and_link_stays_usable() {
     let exchange = unique("unroutable");
     let queue = unique("unroutable.q");
     let sink = RabbitSink::connect(RabbitConfig {
-        url: url(),
+        url: url().into(),
         exchange: exchange.clone(),
         mandatory: true,
         ..RabbitConfig::default()
@@ -350,7 +350,7 @@ async fn sink_and_consumer_survive_a_broker_restart() {
 
     let sink = Arc::new(
         RabbitSink::connect(RabbitConfig {
-            url: url(),
+            url: url().into(),
             exchange: exchange.clone(),
             connect_timeout_ms: 2_000,
             confirm_timeout_ms: 5_000,
@@ -560,7 +560,7 @@ async fn wait_seen(seen: &Seen, n: usize) {
 
 fn commands_config(queue: &str, dlx: &str) -> RabbitCommandsConfig {
     RabbitCommandsConfig {
-        url: url(),
+        url: url().into(),
         queue: queue.into(),
         dead_letter_exchange: dlx.into(),
         prefetch: 4,
@@ -720,7 +720,7 @@ async fn unreachable_broker_is_unavailable_not_a_panic() {
     // Port 1 on loopback: connection refused. No broker state is touched.
     let bad = "amqp://guest:guest@127.0.0.1:1/%2f".to_owned();
     let sink = RabbitSink::connect(RabbitConfig {
-        url: bad.clone(),
+        url: bad.clone().into(),
         connect_timeout_ms: 2_000,
         ..RabbitConfig::default()
     })
@@ -742,7 +742,7 @@ async fn unreachable_broker_is_unavailable_not_a_panic() {
 
     let seen = Seen::default();
     let config = RabbitCommandsConfig {
-        url: bad,
+        url: bad.into(),
         ..RabbitCommandsConfig::default()
     };
     let (stop, task) = spawn_consumer(&config, "nobody", &seen);

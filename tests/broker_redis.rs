@@ -287,7 +287,7 @@ async fn sink_starts_with_redis_down_and_recovers_after_restart() {
     let mut server = OwnRedis::new();
     let key = "asr:events:restart".to_owned();
     let sink = RedisSink::new(RedisConfig {
-        url: server.url(),
+        url: server.url().into(),
         stream: key.clone(),
         timeout_ms: 1_000,
         ..RedisConfig::default()
@@ -626,7 +626,7 @@ async fn consumer_reconnects_and_recreates_its_group_after_a_restart() {
     server.start().await;
     let stream = "asr:commands:restart";
     let mut config = command_config(stream, "gw-restart");
-    config.url = server.url();
+    config.url = server.url().into();
     let handler = Recorder::new(0);
     let running = start(config, handler.clone());
     let mut conn = connect(&server.url()).await;

@@ -187,7 +187,7 @@ async fn unreachable_receiver_is_an_error_not_a_panic() {
 async fn silent_receiver_times_out() {
     let (url, hits) = receiver(&[], HANG).await;
     let sink = WebhookSink::new(WebhookConfig {
-        url,
+        url: url.into(),
         secret: Some(SECRET.into()),
         timeout_ms: 200,
         max_attempts: 2,

@@ -21,7 +21,7 @@ pub struct AriServerConfig {
     pub url: String,
     /// An `ari.conf` user.
     pub username: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     /// The Stasis application the gateway registers; dialplan `Stasis(<app>)` sends calls to it.
     #[serde(default = "default_app")]
     pub app: String,
@@ -131,7 +131,7 @@ impl AriClient {
             server: config.id.clone(),
             base: format!("{}/ari", config.url.trim_end_matches('/')),
             username: config.username.clone(),
-            password: config.password.clone(),
+            password: config.password.expose().to_owned(),
             http,
         }
     }

@@ -41,7 +41,7 @@ pub fn events_url(config: &AriServerConfig) -> Result<reqwest::Url, String> {
     } else {
         return Err(format!("url {base:?} must start with http:// or https://"));
     };
-    let key = format!("{}:{}", config.username, config.password);
+    let key = format!("{}:{}", config.username, config.password.expose());
     reqwest::Url::parse_with_params(
         &ws,
         [

@@ -37,7 +37,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsCommandsConfig {
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     /// Work-queue stream holding the commands; created if missing, left as is if present.
     pub stream: String,
     /// Subject call logic publishes commands to (the stream captures exactly this subject).
@@ -165,7 +165,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandsError> {
     config.validate()?;
-    let client = connect_client(&config.url, "asr-gateway commands").await?;
+    let client = connect_client(config.url.expose(), "asr-gateway commands").await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(API_TIMEOUT)
         .build(client.clone());
@@ -274,7 +274,7 @@ mod tests {
     fn defaults_and_unknown_fields() {
         let c: NatsCommandsConfig = toml::from_str("").unwrap();
         assert_eq!(c, NatsCommandsConfig::default());
-        assert_eq!(c.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.url.expose(), "nats://127.0.0.1:4222");
         assert_eq!(c.stream, "ASR_COMMANDS");
         assert_eq!(c.subject, "asr-commands");
         assert_eq!(c.durable, "asr-gateway");

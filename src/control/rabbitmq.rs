@@ -36,7 +36,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitCommandsConfig {
     /// AMQP URI with credentials and vhost (`%2f` is `/`).
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     /// Durable queue the commands arrive on; its dead-letter queue is `<queue>.dead`.
     pub queue: String,
     /// Fanout exchange rejected commands are dead-lettered to.
@@ -182,6 +182,7 @@ impl Target {
     fn new(config: &RabbitCommandsConfig) -> Result<Self, RabbitCommandsError> {
         let uri: AMQPUri = config
             .url
+            .expose()
             .parse()
             .map_err(|e: String| RabbitCommandsError::InvalidUrl(e))?;
         let name = |field: &'static str, value: String| {

@@ -42,7 +42,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisCommandsConfig {
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     pub stream: String,
     pub group: String,
     /// Consumer name in the group; `<hostname>-<pid>` when unset. Set a stable name to
@@ -103,7 +103,7 @@ impl RedisCommandsConfig {
 pub enum CommandsError {
     #[error("redis commands: invalid url {url:?}: {source}")]
     Url {
-        url: String,
+        url: crate::secret::SecretUrl,
         #[source]
         source: RedisError,
     },
@@ -125,7 +125,7 @@ pub async fn run(
     handler: Arc<dyn CommandHandler>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandsError> {
-    let client = redis::Client::open(config.url.as_str()).map_err(|source| CommandsError::Url {
+    let client = redis::Client::open(config.url.expose()).map_err(|source| CommandsError::Url {
         url: config.url.clone(),
         source,
     })?;

@@ -40,7 +40,7 @@ const MAX_ACK_INFLIGHT: usize = 65_536;
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
     /// Server URL, e.g. `nats://127.0.0.1:4222`.
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     /// JetStream stream name; created (file storage) if missing, left as is if present.
     pub stream: String,
     /// First subject token(s); the stream captures `<subject_prefix>.>`.
@@ -181,7 +181,7 @@ impl NatsSink {
     /// error (publishes fail with `Unavailable` until it is reached).
     pub async fn connect(config: NatsConfig) -> Result<Self, NatsError> {
         config.validate()?;
-        let client = connect_client(&config.url, "asr-gateway events").await?;
+        let client = connect_client(config.url.expose(), "asr-gateway events").await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_millis(config.ack_timeout_ms))
             .max_ack_inflight(MAX_ACK_INFLIGHT)
@@ -306,8 +306,21 @@ impl NatsSink {
 }
 
 /// A client that connects in the background and reconnects forever. Only a malformed URL fails.
+///
+/// Credentials in the URL (`nats://user:password@host`, `nats://token@host`) are taken out
+/// of it and given to the client apart: the client logs the server address it dials at
+/// debug level, and a password must not be in it.
 pub(crate) async fn connect_client(url: &str, name: &str) -> Result<async_nats::Client, NatsError> {
-    let client = async_nats::ConnectOptions::new()
+    let (url, credentials) = split_credentials(url);
+    let url = url.as_str();
+    let options = match credentials {
+        Some((user, Some(password))) => {
+            async_nats::ConnectOptions::with_user_and_password(user, password)
+        }
+        Some((token, None)) => async_nats::ConnectOptions::with_token(token),
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -317,7 +330,7 @@ pub(crate) async fn connect_client(url: &str, name: &str) -> Result<async_nats::
         .connect(url)
         .await
         .map_err(|source| NatsError::Url {
-            url: url.to_owned(),
+            url: crate::secret::redact_url(url),
             source,
         })?;
     let deadline = Instant::now() + INITIAL_CONNECT_WAIT;
@@ -325,6 +338,26 @@ pub(crate) async fn connect_client(url: &str, name: &str) -> Result<async_nats::
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(client)
+}
+
+/// The URL without its userinfo, and the user (or token) and password that were in it.
+fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_owned(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(parsed.username());
+    let password = parsed.password().map(decode);
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.to_string(), Some((user, password)))
 }
 
 impl Sink for NatsSink {
@@ -354,6 +387,25 @@ impl Sink for NatsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_before_the_client_sees_it() {
+        assert_eq!(
+            split_credentials("nats://user:p%40ss@127.0.0.1:4222"),
+            (
+                "nats://127.0.0.1:4222".to_owned(),
+                Some(("user".to_owned(), Some("p@ss".to_owned())))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://s3cr3t@h:4222"),
+            ("tls://h:4222".to_owned(), Some(("s3cr3t".to_owned(), None)))
+        );
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".to_owned(), None)
+        );
+    }
     use bytes::Bytes;
     use uuid::Uuid;
 
@@ -399,7 +451,7 @@ mod tests {
     fn config_defaults_and_unknown_fields() {
         let c: NatsConfig = toml::from_str("").unwrap();
         assert_eq!(c, NatsConfig::default());
-        assert_eq!(c.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.url.expose(), "nats://127.0.0.1:4222");
         assert_eq!(c.stream, "ASR_EVENTS");
         assert_eq!(c.subject_prefix, "asr");
         assert_eq!(c.duplicate_window_s, 120);

@@ -40,7 +40,7 @@ const PREFIX_MAX: usize = 96;
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitConfig {
     /// AMQP URI with credentials and vhost (`%2f` is `/`); `?heartbeat=N` is honoured.
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     /// Topic exchange the events go to; declared durable on every (re)connect.
     pub exchange: String,
     /// First part of every routing key: `<routing_prefix>.<call id>.<event type>`.
@@ -112,6 +112,7 @@ impl RabbitSink {
         };
         let uri: AMQPUri = config
             .url
+            .expose()
             .parse()
             .map_err(|e| invalid(format!("url: {e}")))?;
         if config.exchange.is_empty() {
@@ -402,7 +403,7 @@ mod tests {
     fn config_defaults_and_unknown_fields() {
         let c: RabbitConfig = toml::from_str("exchange = \"x\"").unwrap();
         assert_eq!(c.exchange, "x");
-        assert_eq!(c.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.url.expose(), "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert_eq!(c.routing_prefix, "asr");
         assert_eq!(c.confirm_timeout_ms, 5_000);
         assert!(toml::from_str::<RabbitConfig>("exchnage = \"x\"").is_err());

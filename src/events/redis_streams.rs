@@ -39,7 +39,7 @@ pub enum StreamPer {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     pub stream_per: StreamPer,
     /// The stream key (per-app mode) or the key prefix (per-call mode: `<stream>:<call id>`).
     pub stream: String,
@@ -66,7 +66,7 @@ impl Default for RedisConfig {
 pub enum RedisSinkError {
     #[error("redis sink: invalid url {url:?}: {source}")]
     Url {
-        url: String,
+        url: crate::secret::SecretUrl,
         #[source]
         source: RedisError,
     },
@@ -94,7 +94,7 @@ impl RedisSink {
     /// Check the URL; no connection is made here (see the module docs).
     pub fn new(config: RedisConfig) -> Result<Self, RedisSinkError> {
         let client =
-            redis::Client::open(config.url.as_str()).map_err(|source| RedisSinkError::Url {
+            redis::Client::open(config.url.expose()).map_err(|source| RedisSinkError::Url {
                 url: config.url.clone(),
                 source,
             })?;
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn config_defaults_and_parsing() {
         let c = RedisConfig::default();
-        assert_eq!(c.url, "redis://127.0.0.1:6379");
+        assert_eq!(c.url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(c.stream_per, StreamPer::App);
         assert_eq!(
             (c.stream.as_str(), c.maxlen, c.timeout_ms),

@@ -36,9 +36,9 @@ pub const CONTENT_TYPE_BATCH: &str = "application/cloudevents-batch+json; charse
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// `http://host:port/path`. (This build has no TLS: `https` is refused at startup.)
-    pub url: String,
+    pub url: crate::secret::SecretUrl,
     /// HMAC-SHA256 key. `None`: requests go unsigned (a warning is logged at startup).
-    pub secret: Option<String>,
+    pub secret: Option<crate::secret::Secret>,
     /// Bound on each request (connect, send, response head and body).
     pub timeout_ms: u64,
     /// Tries per request inside one `publish`, the first included.
@@ -54,7 +54,7 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: Default::default(),
             secret: None,
             timeout_ms: 5_000,
             max_attempts: 5,
@@ -69,7 +69,10 @@ impl Default for WebhookConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("webhook: url {url:?} is not a valid http:// URL: {reason}")]
-    Url { url: String, reason: &'static str },
+    Url {
+        url: crate::secret::SecretUrl,
+        reason: &'static str,
+    },
     #[error("webhook: header name {0:?} is not a valid HTTP header name")]
     Header(String),
     #[error("webhook: HTTP client: {0}")]
@@ -105,7 +108,8 @@ impl WebhookSink {
             url: config.url.clone(),
             reason,
         };
-        let url = reqwest::Url::parse(&config.url).map_err(|_| url_error("does not parse"))?;
+        let url =
+            reqwest::Url::parse(config.url.expose()).map_err(|_| url_error("does not parse"))?;
         match url.scheme() {
             "http" => {}
             "https" => return Err(url_error("https needs TLS, which this build leaves out")),
@@ -143,7 +147,7 @@ impl WebhookSink {
             .config
             .secret
             .as_ref()
-            .map(|secret| HeaderValue::from_str(&sign(secret.as_bytes(), &body)))
+            .map(|secret| HeaderValue::from_str(&sign(secret.expose().as_bytes(), &body)))
             .transpose()
             .expect("hex signature is a valid header value");
         let attempts = self.config.max_attempts.max(1);
@@ -186,7 +190,7 @@ impl WebhookSink {
     ) -> Result<(), Failure> {
         let mut request = self
             .http
-            .post(&self.config.url)
+            .post(self.config.url.expose())
             .header(CONTENT_TYPE, content_type)
             .header(
                 USER_AGENT,
@@ -241,7 +245,7 @@ impl WebhookSink {
         } else {
             SinkError::Unavailable {
                 sink: SINK,
-                detail: format!("{}: {e}", self.config.url),
+                detail: format!("{}: {}", self.config.url, e.without_url()),
             }
         };
         Failure {
