@@ -178,6 +178,7 @@ fn samples(kind: EventKind) -> Vec<Event> {
                         malformed: 1,
                         undecodable: 4,
                         foreign_source: 5,
+                        probation_dropped: 6,
                     },
                 },
             ),
@@ -241,6 +242,13 @@ fn samples(kind: EventKind) -> Vec<Event> {
                 },
             ),
         ],
+        EventKind::Recovered => vec![session(
+            2400,
+            EventBody::Recovered {
+                failures: 3,
+                down_ms: 1870,
+            },
+        )],
         EventKind::Dtmf => vec![session(
             4180,
             EventBody::Dtmf {

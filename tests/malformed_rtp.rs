@@ -174,3 +174,53 @@ fn oversized_session_requests_are_refused_with_a_short_reason() {
     assert_eq!(status, 201, "{text}");
     assert!(gw.healthy());
 }
+
+/// Spoofed packets with a new SSRC from the caller's own address (as anyone on the path can
+/// send), three after every real one, do not reset the stream nor reach the engine: the
+/// transcript is the caller's, and the spoofed packets are counted.
+#[test]
+fn a_spoofed_ssrc_from_the_callers_address_changes_nothing() {
+    let mut gw = GatewayProcess::start("");
+    let (id, target) = gw.create_session("spoofed-1");
+    let (samples, rate) = sender::read_wav(&fixture("balance.wav")).unwrap();
+    let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 0x1111, 100).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let spoofed = rt.block_on(async {
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut seq: u16 = 40_000;
+        let mut spoofed = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for p in &packets {
+            tick.tick().await;
+            caller.send_to(p, target).await.unwrap();
+            for _ in 0..3 {
+                // Loud noise under another SSRC, in sequence among themselves.
+                let mut spoof = header(0, seq);
+                spoof[8..12].copy_from_slice(&0xBAD0_0BADu32.to_be_bytes());
+                spoof.extend((0..160).map(|_| rng.random::<u8>() & 0x8F));
+                caller.send_to(&spoof, target).await.unwrap();
+                seq = seq.wrapping_add(1);
+                spoofed += 1;
+            }
+        }
+        spoofed
+    });
+    std::thread::sleep(Duration::from_millis(900));
+    gw.delete_session(&id);
+    let ended = gw.wait_for(&id, "asr.session.ended", Duration::from_secs(60));
+    let stats = &ended["data"]["stats"];
+    // The last run of three, never interrupted, is still held when the session ends.
+    assert_eq!(
+        stats["probation_dropped"].as_u64(),
+        Some(spoofed - 3),
+        "{ended}"
+    );
+    assert_eq!(stats["lost"].as_u64(), Some(0), "{ended}");
+    assert_heard(&gw.transcript(&id), "what is my balance", 0.75);
+    let metrics = gw.metrics();
+    assert_eq!(
+        read_sample(&metrics, "asrgw_rtp_ssrc_probation_total"),
+        Some((spoofed - 3) as f64)
+    );
+}

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use crate::media::rtp::{RtpHeader, SequenceUnwrapper, TimestampUnwrapper};
 
+mod probation;
+use probation::Probation;
+pub use probation::SSRC_PROBATION;
+
 /// RFC 3550 A.1: a forward sequence jump of this many packets or more is a resync, not loss.
 const MAX_DROPOUT: u64 = 3000;
 /// RFC 3550 A.1: packets up to this far behind are late or duplicate; further behind is
@@ -84,6 +88,9 @@ pub struct JitterStats {
     pub duplicate: u64,
     /// Accepted packets that arrived after a higher sequence number.
     pub reordered: u64,
+    /// Packets of a new SSRC dropped because the source never passed probation (a spoofer,
+    /// or a stray sender, shows here).
+    pub probation_dropped: u64,
     /// RFC 3550 A.8 interarrival jitter, in RTP clock units.
     pub jitter_ts: f64,
 }
@@ -94,6 +101,8 @@ pub enum PushOutcome {
     Duplicate,
     /// Arrived after its slot was played out or declared lost.
     Late,
+    /// From a new SSRC that has not yet proved itself (see `probation`); held.
+    Probation,
 }
 
 #[derive(Debug)]
@@ -139,6 +148,8 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     /// Latest `now` seen: the answer of `poll_timeout` while outputs are waiting.
     last_now: Option<Instant>,
+    /// A new SSRC proving itself before it replaces the current stream.
+    probation: Probation,
 }
 
 impl JitterBuffer {
@@ -151,6 +162,7 @@ impl JitterBuffer {
             stream: None,
             epoch: None,
             last_now: None,
+            probation: Probation::default(),
         }
     }
 
@@ -162,15 +174,14 @@ impl JitterBuffer {
         let arrival =
             now.saturating_duration_since(epoch).as_secs_f64() * self.config.clock_rate as f64;
 
-        let Some(s) = self.stream.as_mut().filter(|s| s.ssrc == header.ssrc) else {
-            if self.stream.is_some() {
-                self.release_all();
-                self.out
-                    .push_back(JitterOutput::NewStream { ssrc: header.ssrc });
-            }
+        if self.stream.is_none() {
             self.start(now, arrival, header, payload);
             return PushOutcome::Accepted;
+        }
+        let Some(s) = self.stream.as_mut().filter(|s| s.ssrc == header.ssrc) else {
+            return self.offer_new_source(now, header, payload);
         };
+        self.stats.probation_dropped += self.probation.interrupt();
 
         let ext = s.seq.unwrap(header.sequence).wrapping_add(s.seq_offset);
         if ext < s.next_seq {
@@ -276,6 +287,37 @@ impl JitterBuffer {
     fn hold_deadline(&self) -> Option<Instant> {
         let oldest = self.held.iter().map(|h| h.arrival).min()?;
         oldest.checked_add(self.config.holdback)
+    }
+
+    /// A packet of another SSRC than the current stream's: held until the source passes
+    /// probation, then the current stream ends and the new one starts with every held packet.
+    fn offer_new_source(
+        &mut self,
+        now: Instant,
+        header: &RtpHeader,
+        payload: &[u8],
+    ) -> PushOutcome {
+        let dropped = &mut self.stats.probation_dropped;
+        let Some(run) = self.probation.offer(now, header, payload, dropped) else {
+            return PushOutcome::Probation;
+        };
+        self.release_all();
+        self.out
+            .push_back(JitterOutput::NewStream { ssrc: header.ssrc });
+        let mut run = run.into_iter();
+        if let Some(first) = run.next() {
+            let epoch = self.epoch.unwrap_or(first.arrival);
+            let arrival = first.arrival.saturating_duration_since(epoch).as_secs_f64()
+                * self.config.clock_rate as f64;
+            self.start(first.arrival, arrival, &first.header, &first.payload);
+        }
+        for held in run {
+            // Counted once already, on arrival.
+            self.stats.received -= 1;
+            self.push(held.arrival, &held.header, &held.payload);
+        }
+        self.last_now = Some(now);
+        PushOutcome::Accepted
     }
 
     /// First packet of a stream: it defines the sequence and timestamp origin.

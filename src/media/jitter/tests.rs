@@ -245,19 +245,25 @@ fn ssrc_change_flushes_then_starts_a_new_stream() {
     let mut sim = Sim::new(JitterConfig::default());
     steady(&mut sim, 1, 2);
     sim.push(60, hdr(4, 640));
-    let other = RtpHeader {
+    let other = |i: u16| RtpHeader {
         ssrc: 0xABC,
-        ..hdr(30_000, 999_999)
+        ..hdr(30_000 + i, 999_999 + 160 * i as u32)
     };
-    assert_eq!(sim.push(70, other), accepted("L1/160 P4 Nabc P30000"));
-    let next = RtpHeader {
-        ssrc: 0xABC,
-        ..hdr(30_001, 999_999 + 160)
-    };
-    assert_eq!(sim.push(90, next), accepted("P30001"));
+    // The new source is held in probation, then replayed whole.
+    for i in 0..SSRC_PROBATION as u16 - 1 {
+        assert_eq!(
+            sim.push(70 + i as u64, other(i)),
+            (PushOutcome::Probation, String::new())
+        );
+    }
+    assert_eq!(
+        sim.push(80, other(3)),
+        accepted("L1/160 P4 Nabc P30000 P30001 P30002 P30003")
+    );
+    assert_eq!(sim.push(90, other(4)), accepted("P30004"));
     // An old-stream number is just a number in the new stream's space.
     let st = sim.jb.stats();
-    assert_eq!((st.received, st.lost), (5, 1));
+    assert_eq!((st.received, st.lost, st.probation_dropped), (8, 1, 0));
     assert_eq!(sim.jb.poll_timeout(), None);
 }
 
@@ -397,6 +403,7 @@ fn random_traffic_keeps_numbering_and_counts_consistent() {
     let (mut ms, mut seq, mut ts, mut ssrc) = (0u64, 65000u16, u32::MAX - 5000, 1u32);
     let mut recent: Vec<RtpHeader> = Vec::new();
     let (mut accepted, mut dup, mut late, mut released) = (0u64, 0u64, 0u64, 0u64);
+    let mut probation = 0u64;
     let mut next: Option<u64> = None;
     for _ in 0..20_000 {
         ms += rng.random_range(0..40);
@@ -430,6 +437,7 @@ fn random_traffic_keeps_numbering_and_counts_consistent() {
             Accepted => accepted += 1,
             Duplicate => dup += 1,
             Late => late += 1,
+            PushOutcome::Probation => probation += 1,
         }
         assert!(jb.held.len() <= config.max_packets);
         while let Some(o) = jb.poll(now) {
@@ -442,11 +450,42 @@ fn random_traffic_keeps_numbering_and_counts_consistent() {
         }
     }
     let st = *jb.stats();
-    assert_eq!(st.received, accepted + dup + late);
+    assert_eq!(st.received, accepted + dup + late + probation);
     assert_eq!((st.duplicate, st.late), (dup, late));
     while let Some(o) = jb.flush() {
         tally(o, &mut next, &mut released);
     }
-    assert_eq!(released, accepted, "every accepted packet comes out once");
+    // A source that passed probation is replayed whole: its held packets come out too.
+    let passed_probation = probation - st.probation_dropped - jb.probation.pending();
+    assert_eq!(
+        released,
+        accepted + passed_probation,
+        "every accepted packet comes out once"
+    );
     assert!(dup > 0 && late > 0 && st.lost > 0 && st.reordered > 0);
+}
+
+#[test]
+fn spoofed_ssrc_between_a_live_streams_packets_never_takes_over() {
+    let mut sim = Sim::new(JitterConfig::default());
+    let spoof = |seq: u16| RtpHeader {
+        ssrc: 0xBAD,
+        ..hdr(seq, 12_345)
+    };
+    let mut released = Vec::new();
+    for i in 0..200u16 {
+        let ms = 20 * i as u64;
+        let (outcome, out) = sim.push(ms, hdr(1 + i, 160 * (i as u32 + 1)));
+        assert_eq!(outcome, Accepted);
+        released.push(out);
+        // Three spoofed packets in sequence after every real one: always interrupted.
+        for k in 0..3 {
+            let (outcome, out) = sim.push(ms + 1 + k, spoof(1000 + 3 * i + k as u16));
+            assert_eq!((outcome, out.as_str()), (PushOutcome::Probation, ""));
+        }
+    }
+    let want: Vec<String> = (1..=200).map(|s| format!("P{s}")).collect();
+    assert_eq!(released, want);
+    let st = sim.jb.stats();
+    assert_eq!((st.lost, st.probation_dropped), (0, 199 * 3));
 }
