@@ -82,6 +82,26 @@ pub struct ServerSection {
     pub advertise_host: Option<String>,
     /// Names this gateway in the CloudEvents `source`; unset = the machine's hostname.
     pub instance: Option<String>,
+    /// Bearer tokens the HTTP API accepts (`Authorization: Bearer <token>`), at least 16
+    /// characters each. Empty = no authentication, allowed only when `http_listen` is a
+    /// loopback address or `allow_unauthenticated = true`.
+    #[serde(deserialize_with = "crate::secret::one_or_many")]
+    pub api_tokens: Vec<crate::secret::Secret>,
+    /// Paths served without a token: any of `/healthz`, `/readyz`, `/metrics`.
+    pub public_paths: Vec<String>,
+    /// Serve the API without tokens on a non-loopback address (e.g. behind your own proxy).
+    pub allow_unauthenticated: bool,
+    /// Most HTTP connections open at once; more are closed as they arrive (counted).
+    pub http_max_connections: usize,
+    /// A connection must send a complete request head within this long, ms.
+    pub http_header_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this long, ms.
+    pub http_idle_timeout_ms: u64,
+    /// Largest request body, bytes.
+    pub http_body_limit: usize,
+    /// Sessions one API client (a token, or an address when there are no tokens) may hold
+    /// through `POST /v1/sessions`; more get 429. 0 = no cap.
+    pub max_sessions_per_client: usize,
 }
 
 impl Default for ServerSection {
@@ -93,6 +113,17 @@ impl Default for ServerSection {
             rtp_port_max: 40999,
             advertise_host: None,
             instance: None,
+            api_tokens: Vec::new(),
+            public_paths: crate::control::auth::OPTIONALLY_PUBLIC
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            allow_unauthenticated: false,
+            http_max_connections: 4096,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            http_body_limit: 256 * 1024,
+            max_sessions_per_client: 256,
         }
     }
 }
@@ -103,6 +134,9 @@ pub struct SessionSection {
     /// End a session after this long without a packet; 0 = never. Asterisk stops sending
     /// while a bridge is silent, so keep it well above normal pauses.
     pub idle_timeout_ms: u64,
+    /// A reserved session that receives no packet for this long ends (and frees its port),
+    /// when shorter than `idle_timeout_ms`; 0 = only `idle_timeout_ms`.
+    pub first_media_timeout_ms: u64,
     /// Reorder window: how long packets after a gap wait for it to fill.
     pub jitter_holdback_ms: u64,
     pub jitter_max_packets: usize,
@@ -114,6 +148,7 @@ impl Default for SessionSection {
     fn default() -> Self {
         Self {
             idle_timeout_ms: 30_000,
+            first_media_timeout_ms: 10_000,
             jitter_holdback_ms: 60,
             jitter_max_packets: 64,
             asr_queue: 256,
@@ -181,6 +216,12 @@ pub struct AsrSection {
     pub connect_timeout_ms: u64,
     /// After a stream is closed, how long to wait for its final result.
     pub final_timeout_ms: u64,
+    /// Call mode: first wait before a failed engine stream is opened again, ms; doubles per
+    /// failure up to `retry_max_ms`. One `asr.error` per failure episode, one `asr.recovered`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Call mode: audio kept for the retry while the engine is down, ms (older is dropped).
+    pub retry_keep_ms: u64,
 }
 
 impl Default for AsrSection {
@@ -195,6 +236,9 @@ impl Default for AsrSection {
             hints: Vec::new(),
             connect_timeout_ms: 2000,
             final_timeout_ms: 15_000,
+            retry_initial_ms: 250,
+            retry_max_ms: 10_000,
+            retry_keep_ms: 10_000,
         }
     }
 }
@@ -324,6 +368,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
+        self.validate_api_access()?;
         check(
             s.rtp_port_min > 0 && s.rtp_port_min <= s.rtp_port_max,
             "server.rtp_port_min",
@@ -417,7 +462,7 @@ impl Config {
         if self.sink_enabled("webhook") {
             let url = &self.events.webhook.url;
             check(
-                url.starts_with("http://"),
+                url.expose().starts_with("http://"),
                 "events.webhook.url",
                 format!("{url:?}"),
                 || "an http:// URL (this build has no TLS)".into(),
@@ -543,6 +588,88 @@ fn invalid_section(section: &str, error: impl std::fmt::Display) -> ConfigError 
     ConfigError::Field {
         key: section.into(),
         message: error.to_string(),
+    }
+}
+
+impl Config {
+    /// Call mode's retry of a failed engine stream.
+    pub fn call_retry(&self) -> crate::media::session::RetryPolicy {
+        let a = &self.asr;
+        crate::media::session::RetryPolicy {
+            initial_backoff: Duration::from_millis(a.retry_initial_ms),
+            max_backoff: Duration::from_millis(a.retry_max_ms.max(a.retry_initial_ms)),
+            keep_samples: (a.retry_keep_ms * a.sample_rate as u64 / 1000) as usize,
+            stable_after: Duration::from_millis(a.retry_max_ms.clamp(1000, 5000)),
+        }
+    }
+
+    /// Tokens long enough, known public paths, and no open API on a reachable address.
+    fn validate_api_access(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        for (i, token) in s.api_tokens.iter().enumerate() {
+            check(
+                token.expose().len() >= 16 && token.expose().bytes().all(|b| b.is_ascii_graphic()),
+                &format!("server.api_tokens[{i}]"),
+                token,
+                || "at least 16 printable ASCII characters, no spaces".into(),
+            )?;
+        }
+        for path in &s.public_paths {
+            check(
+                crate::control::auth::OPTIONALLY_PUBLIC.contains(&path.as_str()),
+                "server.public_paths",
+                path,
+                || crate::control::auth::OPTIONALLY_PUBLIC.join(", "),
+            )?;
+        }
+        check(
+            !s.api_tokens.is_empty() || s.http_listen.ip().is_loopback() || s.allow_unauthenticated,
+            "server.api_tokens",
+            "[]",
+            || {
+                format!(
+                    "at least one token while server.http_listen ({}) is not a loopback address \
+                     (or set server.allow_unauthenticated = true)",
+                    s.http_listen
+                )
+            },
+        )?;
+        check(
+            (10..=600_000).contains(&self.asr.retry_initial_ms),
+            "asr.retry_initial_ms",
+            self.asr.retry_initial_ms,
+            || "10..=600000".into(),
+        )?;
+        check(
+            self.asr.retry_keep_ms <= 60_000,
+            "asr.retry_keep_ms",
+            self.asr.retry_keep_ms,
+            || "0..=60000".into(),
+        )?;
+        check(
+            s.http_max_connections >= 1,
+            "server.http_max_connections",
+            s.http_max_connections,
+            || ">= 1".into(),
+        )?;
+        check(
+            s.http_header_timeout_ms >= 100,
+            "server.http_header_timeout_ms",
+            s.http_header_timeout_ms,
+            || ">= 100".into(),
+        )?;
+        check(
+            s.http_idle_timeout_ms >= 100,
+            "server.http_idle_timeout_ms",
+            s.http_idle_timeout_ms,
+            || ">= 100".into(),
+        )?;
+        check(
+            s.http_body_limit >= 1024,
+            "server.http_body_limit",
+            s.http_body_limit,
+            || ">= 1024".into(),
+        )
     }
 }
 
@@ -679,6 +806,38 @@ mod tests {
         );
         let e = err("[payload_types]\n\"300\" = \"pcmu\"\n");
         assert!(e.contains("0..=127"), "{e}");
+    }
+
+    #[test]
+    fn api_access_rules() {
+        let e = err("[server]\nhttp_listen = \"0.0.0.0:8080\"\n");
+        assert!(
+            e.contains("server.api_tokens") && e.contains("allow_unauthenticated"),
+            "{e}"
+        );
+        let open = "[server]\nhttp_listen = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n";
+        assert!(Config::from_toml(open).is_ok());
+        let e = err("[server]\napi_tokens = [\"short\"]\n");
+        assert!(
+            e.contains("server.api_tokens[0]") && e.contains("at least 16"),
+            "{e}"
+        );
+        assert!(!e.contains("short"), "a token is echoed: {e}");
+        let e = err("[server]\npublic_paths = [\"/v1/sessions\"]\n");
+        assert!(e.contains("server.public_paths"), "{e}");
+        let env = vec![(
+            "ASRGW_SERVER__API_TOKENS".to_string(),
+            "first-token-0123456789,second-token-0123456789".to_string(),
+        )];
+        let c = Config::load(None, env).unwrap();
+        let tokens: Vec<&str> = c.server.api_tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(
+            tokens,
+            ["first-token-0123456789", "second-token-0123456789"]
+        );
+        let remote =
+            "[server]\nhttp_listen = \"0.0.0.0:8080\"\napi_tokens = \"a-long-enough-token-1\"\n";
+        assert!(Config::from_toml(remote).is_ok());
     }
 
     #[test]

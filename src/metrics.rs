@@ -193,6 +193,16 @@ pub struct Metrics {
     pub ari_events_malformed: Counter,
     /// Silent frames written to a quiet AudioSocket connection (see ingest::audiosocket).
     pub audiosocket_keepalives: Counter,
+    /// HTTP requests refused for a missing or wrong bearer token.
+    pub http_unauthorized: Counter,
+    /// HTTP connections closed at once because `server.http_max_connections` were open.
+    pub http_connections_refused: Counter,
+    /// HTTP connections closed for sending no complete request in time, or idling too long.
+    pub http_connections_timed_out: Counter,
+    /// AudioSocket and WebSocket media connections refused: over the cap or no handshake in time.
+    pub stream_connections_refused: Counter,
+    /// RTP packets of a new SSRC dropped for never passing probation (RFC 3550 A.1); spoofing shows here.
+    pub rtp_ssrc_probation: Counter,
     sinks: Mutex<Vec<(&'static str, std::sync::Arc<SinkMetrics>)>>,
 }
 
@@ -223,6 +233,11 @@ impl Default for Metrics {
             ari_teardown_failed: Counter::default(),
             ari_events_malformed: Counter::default(),
             audiosocket_keepalives: Counter::default(),
+            http_unauthorized: Counter::default(),
+            http_connections_refused: Counter::default(),
+            http_connections_timed_out: Counter::default(),
+            stream_connections_refused: Counter::default(),
+            rtp_ssrc_probation: Counter::default(),
             sinks: Mutex::new(Vec::new()),
         }
     }
@@ -357,6 +372,31 @@ impl Metrics {
                 "asrgw_audiosocket_keepalives_total",
                 "Silent frames written to AudioSocket connections on which Asterisk had gone quiet.",
                 &self.audiosocket_keepalives,
+            ),
+            (
+                "asrgw_http_unauthorized_total",
+                "HTTP requests refused for a missing or wrong bearer token.",
+                &self.http_unauthorized,
+            ),
+            (
+                "asrgw_http_connections_refused_total",
+                "HTTP connections closed at once because the connection cap was reached.",
+                &self.http_connections_refused,
+            ),
+            (
+                "asrgw_http_connections_timed_out_total",
+                "HTTP connections closed for a slow request head or idling too long.",
+                &self.http_connections_timed_out,
+            ),
+            (
+                "asrgw_stream_connections_refused_total",
+                "AudioSocket and WebSocket media connections refused: over the cap or no handshake in time.",
+                &self.stream_connections_refused,
+            ),
+            (
+                "asrgw_rtp_ssrc_probation_total",
+                "RTP packets of a new SSRC dropped for never passing probation (RFC 3550 A.1): spoofed or stray.",
+                &self.rtp_ssrc_probation,
             ),
         ] {
             scalar(name, "counter", help, counter.get().to_string());

@@ -14,9 +14,13 @@ use crate::asr::embedded::{self, EngineError};
 use crate::asr::proto::recognizer_client::RecognizerClient;
 use crate::asr::proto::{recognize_request, AudioEncoding, RecognizeRequest, StreamConfig};
 use crate::config::Config;
+use crate::control::auth::ApiAuth;
 use crate::control::commands::{CommandHandler, Dispatcher};
 use crate::control::http::{self, ApiState};
-use crate::events::model::Event;
+use crate::control::http_server::{self, HttpLimits};
+use crate::control::quota::ReservationQuota;
+use crate::events::live_sessions::LiveSessions;
+use crate::events::model::{EndCause, Event, EventBody, SessionEvent};
 use crate::events::outbox::OutboxError;
 use crate::events::publisher::Publisher;
 use crate::events::sink::Sink;
@@ -45,6 +49,12 @@ pub enum ServeError {
     Outbox(#[from] OutboxError),
     #[error("{0}")]
     Ari(#[from] crate::ari::controller::AriStartError),
+    #[error("cannot keep the live-session log in {dir} (outbox.journal_dir): {source}")]
+    LiveSessions {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 struct EmbeddedEngine {
@@ -72,6 +82,7 @@ pub struct Gateway {
 impl Gateway {
     /// Start everything. Fails before binding any port when the model is missing.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
+        raise_open_files_limit();
         let config = Arc::new(config);
         if config.asr.endpoint.is_none() {
             embedded::check_model_dir(&config.engine.model_dir)?;
@@ -104,6 +115,8 @@ impl Gateway {
         let publisher = Publisher::start(sinks, &config.outbox, &metrics)?;
         let manager =
             SessionManager::new(config.clone(), client, publisher.clone(), metrics.clone());
+        let live = end_orphaned_sessions(&config, &publisher)?;
+        manager.track_live_sessions(live);
         let ari = AriHub::start(
             &config.ari,
             manager.clone(),
@@ -123,30 +136,38 @@ impl Gateway {
         ));
         let (commands_stop, commands_stopped) = tokio::sync::watch::channel(false);
         let command_tasks = start_command_sources(&config, &dispatcher, &commands_stopped);
-        let default_host = if config.server.rtp_bind.is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            config.server.rtp_bind.to_string()
-        };
         let http_commands = config.commands.sources.iter().any(|s| s == "http");
+        let server = &config.server;
+        let auth = Arc::new(ApiAuth::new(
+            &server.api_tokens,
+            &server.public_paths,
+            metrics.clone(),
+        ));
+        if !auth.is_enabled() {
+            tracing::warn!(listen = %server.http_listen,
+                "HTTP API has no bearer tokens (server.api_tokens): anyone who reaches it may use it");
+        }
         let router = http::router(ApiState {
             commands: http_commands.then(|| dispatcher.clone()),
             manager: manager.clone(),
             metrics: metrics.clone(),
-            advertise_host: config.server.advertise_host.clone(),
-            default_host,
+            media_host: manager.advertised_host(),
+            auth,
+            body_limit: server.http_body_limit,
+            quota: ReservationQuota::new(server.max_sessions_per_client),
         });
+        let limits = HttpLimits {
+            max_connections: server.http_max_connections,
+            header_timeout: Duration::from_millis(server.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(server.http_idle_timeout_ms),
+        };
         let (http_stop, http_stopped) = oneshot::channel::<()>();
+        let http_metrics = metrics.clone();
         let http_task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = http_stopped.await;
             };
-            if let Err(err) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %err, "HTTP server failed");
-            }
+            http_server::serve(http_listener, router, limits, http_metrics, shutdown).await;
         });
         tracing::info!(%http_addr, engine = %engine_endpoint, "gateway ready");
         Ok(Self {
@@ -208,6 +229,63 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Every connection and RTP port is a file handle: take the hard limit, not the (often 1024)
+/// soft one, so the HTTP connection cap is what bounds connections.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = limit.rlim_max;
+            limit.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(wanted, "cannot raise the open-file limit");
+            }
+        }
+    }
+}
+
+/// Open this process's live-session log; end in the event stream each session the previous
+/// process left live (cause `gateway_restart`).
+fn end_orphaned_sessions(
+    config: &Config,
+    publisher: &Publisher,
+) -> Result<Arc<LiveSessions>, ServeError> {
+    let dir = &config.outbox.journal_dir;
+    let (live, orphans) = LiveSessions::open(dir).map_err(|source| ServeError::LiveSessions {
+        dir: dir.clone(),
+        source,
+    })?;
+    let source: Arc<str> = config.event_source().into();
+    for orphan in orphans {
+        tracing::warn!(session = %orphan.session_id, call = %orphan.call_id,
+            "session left live by the previous process: ending it (gateway_restart)");
+        let ended = SessionEvent {
+            offset_ms: 0,
+            body: EventBody::SessionEnded {
+                cause: EndCause::GatewayRestart,
+                duration_ms: 0,
+                codec: None,
+                payload_type: None,
+                utterances: 0,
+                stats: Default::default(),
+            },
+        };
+        publisher.publish(Event::stamp(
+            source.clone(),
+            orphan.session_id.into(),
+            orphan.call_id.into(),
+            ended,
+            chrono::Utc::now(),
+        ));
+    }
+    Ok(Arc::new(live))
 }
 
 /// The configured sinks, connected lazily: a broker that is down at startup does not stop

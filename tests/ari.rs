@@ -634,14 +634,18 @@ fn injected_channel_ids_are_rejected_and_never_reach_asterisk() {
         let rejected = wait_call(&mut gw, &call, "asr.command.rejected", LONG);
         assert_eq!(rejected["data"]["reason"], reason);
     }
-    // A command of 1 MB is refused for its size before it is read.
-    let huge = "x".repeat(1_000_000);
-    let (status, body) = listen(&gw, "inject-huge", json!({"type": "ari", "channel": huge}));
+    // A command of 100 KB is refused for its size before it is parsed; one of 1 MB is over
+    // the HTTP body limit and never read whole.
+    let big = "x".repeat(100_000);
+    let (status, body) = listen(&gw, "inject-big", json!({"type": "ari", "channel": big}));
     assert_eq!(status, 400);
     assert!(
         body["reason"].as_str().unwrap().contains("at most 65536"),
         "{body}"
     );
+    let huge = "x".repeat(1_000_000);
+    let (status, body) = listen(&gw, "inject-huge", json!({"type": "ari", "channel": huge}));
+    assert_eq!(status, 413, "{body}");
     pbx.assert_no_requests_since(before);
     assert!(gw.healthy());
 }

@@ -1,17 +1,22 @@
-//! HTTP API: `POST /v1/sessions`, `DELETE /v1/sessions/{id}`, `GET /metrics`, `GET /healthz`.
+//! HTTP API: `POST /v1/sessions`, `DELETE /v1/sessions/{id}`, `POST /v1/commands`,
+//! `GET /metrics`, `GET /healthz`, `GET /readyz`, behind bearer tokens (see `control::auth`).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::control::auth::{require_token, ApiAuth};
 use crate::control::commands::{CommandOutcome, Dispatcher};
+use crate::control::http_server::PeerAddr;
 use crate::control::limits;
+use crate::control::quota::{ClientKey, ReservationQuota};
 use crate::events::model::EndCause;
 use crate::ingest::manager::{ManagerError, SessionManager, SessionRequest};
 use crate::metrics::Metrics;
@@ -22,20 +27,29 @@ pub struct ApiState {
     /// Commands over HTTP, when `commands.sources` has `http`.
     pub commands: Option<Arc<Dispatcher>>,
     pub metrics: Arc<Metrics>,
-    /// `server.advertise_host`, if set.
-    pub advertise_host: Option<String>,
-    /// Fallback host when neither advertise_host nor a Host header says.
-    pub default_host: String,
+    /// Where call logic is told to send media: `server.advertise_host`, else the RTP bind
+    /// address. Never taken from the request.
+    pub media_host: String,
+    pub auth: Arc<ApiAuth>,
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Sessions one client may hold through this API.
+    pub quota: Arc<ReservationQuota>,
 }
 
 pub fn router(state: ApiState) -> Router {
+    let auth = state.auth.clone();
+    let body_limit = state.body_limit;
     Router::new()
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", delete(delete_session))
         .route("/v1/commands", post(command))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(auth, require_token))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -44,7 +58,8 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 
 async fn create_session(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    token: Option<Extension<ClientKey>>,
+    peer: Option<Extension<PeerAddr>>,
     body: Bytes,
 ) -> Response {
     let request: SessionRequest = match serde_json::from_slice(&body) {
@@ -61,13 +76,30 @@ async fn create_session(
     if let Err(reason) = bounded {
         return error(StatusCode::BAD_REQUEST, reason);
     }
-    match state.manager.create(request).await {
-        Ok(info) => {
-            let host = state
-                .advertise_host
-                .clone()
-                .or_else(|| request_host(&headers))
-                .unwrap_or_else(|| state.default_host.clone());
+    let client = match (token, peer) {
+        (Some(Extension(key)), _) => key,
+        (None, Some(Extension(PeerAddr(addr)))) => ClientKey(format!("ip:{}", addr.ip())),
+        (None, None) => ClientKey("unknown".into()),
+    };
+    let Some(share) = state.quota.try_take(client) else {
+        state.metrics.reservations_rejected.inc();
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this client already holds {} sessions (server.max_sessions_per_client)",
+                state.quota.per_client()
+            ),
+        );
+    };
+    match state.manager.create_watched(request).await {
+        Ok((info, ended)) => {
+            if let Some(ended) = ended {
+                tokio::spawn(async move {
+                    let _ = ended.await;
+                    drop(share);
+                });
+            }
+            let host = state.media_host.clone();
             let media = format!("{host}:{}", info.port);
             let body = json!({
                 "session_id": info.session_id,
@@ -129,29 +161,10 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     Json(json!({ "status": "ok", "sessions": state.manager.active() })).into_response()
 }
 
-/// The host part of the `Host` header: where call logic reached us is where media should go.
-fn request_host(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::HOST)?.to_str().ok()?;
-    let host = match value.strip_prefix('[') {
-        Some(v6) => format!("[{}]", v6.split(']').next()?),
-        None => value.split(':').next()?.to_owned(),
-    };
-    (!host.is_empty()).then_some(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_header_parsing() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, "10.0.0.7:8080".parse().unwrap());
-        assert_eq!(request_host(&h).as_deref(), Some("10.0.0.7"));
-        h.insert(header::HOST, "[::1]:8080".parse().unwrap());
-        assert_eq!(request_host(&h).as_deref(), Some("[::1]"));
-        h.insert(header::HOST, "gw.example".parse().unwrap());
-        assert_eq!(request_host(&h).as_deref(), Some("gw.example"));
-        assert_eq!(request_host(&HeaderMap::new()), None);
+/// 200 while new sessions are taken; 503 once shutdown has begun.
+async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.manager.is_shutting_down() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
+    Json(json!({ "status": "ready" })).into_response()
 }

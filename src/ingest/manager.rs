@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::asr::client::AsrClient;
 use crate::asr::types::StreamOptions;
 use crate::config::Config;
+use crate::events::live_sessions::LiveSessions;
 use crate::events::model::EndCause;
 use crate::events::publisher::Publisher;
 use crate::ingest::ports::PortPool;
@@ -115,6 +116,8 @@ pub struct SessionManager {
     metrics: Arc<Metrics>,
     source: Arc<str>,
     closing: std::sync::atomic::AtomicBool,
+    /// The on-disk list of live sessions, when the gateway keeps one (see `events::live_sessions`).
+    live: std::sync::OnceLock<Arc<LiveSessions>>,
 }
 
 impl SessionManager {
@@ -136,7 +139,13 @@ impl SessionManager {
             publisher,
             metrics,
             closing: std::sync::atomic::AtomicBool::new(false),
+            live: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Record every session's start and end in `live`, so a crash leaves a list to end.
+    pub fn track_live_sessions(&self, live: Arc<LiveSessions>) {
+        let _ = self.live.set(live);
     }
 
     /// Reserve a port, bind it and start the session. The first source to send to it owns it.
@@ -149,6 +158,17 @@ impl SessionManager {
         self.start(request, None, MediaKind::Udp)
             .await
             .map(|(info, _, _)| info)
+    }
+
+    /// As `create`, with a receiver that fires when the session ends (None when the call
+    /// already had a session: the existing one is returned).
+    pub async fn create_watched(
+        self: &Arc<Self>,
+        request: SessionRequest,
+    ) -> Result<(SessionInfo, Option<oneshot::Receiver<()>>), ManagerError> {
+        self.start(request, None, MediaKind::Udp)
+            .await
+            .map(|(info, ended, _)| (info, ended))
     }
 
     /// Start a session for an owner that watches it end and reads its finals. Unlike
@@ -296,6 +316,9 @@ impl SessionManager {
             };
             sessions.insert(session_id.clone(), entry);
         }
+        if let Some(live) = self.live.get() {
+            live.started(&session_id, &request.call_id);
+        }
         self.asr
             .spawn_session(options.clone(), asr_requests, asr_updates);
         self.metrics.sessions_started.inc();
@@ -321,6 +344,9 @@ impl SessionManager {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
             manager.release(port);
+            if let Some(live) = manager.live.get() {
+                live.ended(&id);
+            }
             manager.metrics.sessions_active.add(-1);
             manager.ended.notify_waiters();
             let _ = ended_tx.send(());
@@ -422,6 +448,11 @@ impl SessionManager {
         }
     }
 
+    /// True once `shutdown` has begun: no new sessions are taken.
+    pub fn is_shutting_down(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn active(&self) -> usize {
         self.sessions
             .lock()
@@ -501,11 +532,14 @@ impl SessionManager {
             jitter_holdback: Duration::from_millis(c.session.jitter_holdback_ms),
             jitter_max_packets: c.session.jitter_max_packets,
             idle_timeout: request.media_timeout.or(c.idle_timeout()),
+            first_media_timeout: (c.session.first_media_timeout_ms > 0)
+                .then(|| Duration::from_millis(c.session.first_media_timeout_ms)),
             // The client reports its own timeout first; this is the backstop.
             final_timeout: Duration::from_millis(c.asr.final_timeout_ms) + Duration::from_secs(2),
             transport: "rtp",
             local_addr,
             speaker: request.speaker,
+            call_retry: c.call_retry(),
         }
     }
 }

@@ -58,9 +58,23 @@ impl GatewayProcess {
 
     /// Start in `dir` (kept across restarts: its journal survives a killed gateway).
     pub fn start_in(dir: &std::path::Path, extra_toml: &str) -> Self {
+        Self::start_configured(dir, "", extra_toml)
+    }
+
+    /// As `start`, with more keys in the `[server]` section (one per line).
+    pub fn start_server(server_keys: &str, extra_toml: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "asrgw-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        Self::start_configured(&dir, server_keys, extra_toml)
+    }
+
+    fn start_configured(dir: &std::path::Path, server_keys: &str, extra_toml: &str) -> Self {
         let ports = port_base();
         let base = format!(
-            "[server]\nhttp_listen = \"127.0.0.1:0\"\nrtp_bind = \"127.0.0.1\"\nrtp_port_min = {}\nrtp_port_max = {}\ninstance = \"test\"\n",
+            "[server]\nhttp_listen = \"127.0.0.1:0\"\nrtp_bind = \"127.0.0.1\"\nrtp_port_min = {}\nrtp_port_max = {}\ninstance = \"test\"\n{server_keys}\n",
             ports,
             ports + 49
         );
