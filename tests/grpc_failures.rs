@@ -18,6 +18,9 @@ use common::{fixture, GatewayProcess};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+/// Streams of a `flaky` call refused before the engine takes one.
+const FLAKY_FAILURES: u32 = 4;
+
 #[derive(Default)]
 struct ScriptedEngine {
     streams: Arc<AtomicU32>,
@@ -44,6 +47,10 @@ impl Recognizer for ScriptedEngine {
         let call = config.call_id.clone();
         if call.starts_with("busy") {
             return Err(Status::resource_exhausted("engine busy: test queue full"));
+        }
+        // A flaky call's first four streams find the engine down.
+        if call.starts_with("flaky") && nth < FLAKY_FAILURES {
+            return Err(Status::unavailable("test engine restarting"));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
@@ -199,5 +206,47 @@ fn unreachable_engine_is_reported() {
         errors(&events),
         vec![("asr_unavailable".to_owned(), Some(1))],
         "{events:#?}"
+    );
+}
+
+#[test]
+fn call_mode_engine_outage_is_one_error_one_recovery_and_the_audio_of_the_wait_is_sent() {
+    let engine = start_engine();
+    let mut gw = GatewayProcess::start(&format!(
+        "[asr]\nendpoint = \"{}\"\nmode = \"call\"\nfinal_timeout_ms = 3000\nretry_initial_ms = 100\nretry_max_ms = 400\n",
+        engine.endpoint
+    ));
+    let (_, events) = play(&mut gw, "flaky-1", "two-phrases.wav");
+    assert_eq!(
+        errors(&events),
+        vec![("asr_unavailable".to_owned(), None)],
+        "{events:#?}"
+    );
+    let recovered: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "asr.recovered")
+        .collect();
+    assert_eq!(recovered.len(), 1, "{events:#?}");
+    assert_eq!(recovered[0]["data"]["failures"], FLAKY_FAILURES);
+    // The stream that worked got the audio kept while the engine was down: about all of it.
+    let ended = events
+        .iter()
+        .find(|e| e["type"] == "asr.session.ended")
+        .unwrap();
+    let chunks_in_call = ended["data"]["duration_ms"].as_u64().unwrap() / 100;
+    let heard: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "asr.transcript.final")
+        .filter_map(|e| {
+            let text = e["data"]["text"].as_str()?;
+            text.strip_prefix("heard ")?
+                .strip_suffix(" chunks")?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        heard * 10 >= chunks_in_call * 9,
+        "the engine heard {heard} of {chunks_in_call} chunks: {events:#?}"
     );
 }

@@ -1,6 +1,7 @@
 //! Recognition events: the CloudEvents model, the `Sink` trait, one file per broker, the durable outbox.
 
 pub mod journal;
+pub mod live_sessions;
 pub mod model;
 pub mod nats;
 pub mod outbox;

@@ -22,6 +22,8 @@ pub enum EndCause {
     Shutdown,
     /// The Asterisk channel it listened to hung up or vanished (ARI).
     Hangup,
+    /// The gateway stopped without ending it (a crash or a kill); said by the next start.
+    GatewayRestart,
 }
 
 /// Why an utterance ended.
@@ -48,6 +50,9 @@ pub struct StreamStats {
     pub undecodable: u64,
     /// Datagrams from a source other than the one the session locked onto.
     pub foreign_source: u64,
+    /// RTP packets of a new SSRC from the locked source dropped because that SSRC never
+    /// passed probation (RFC 3550 A.1): spoofed or stray packets.
+    pub probation_dropped: u64,
 }
 
 /// The typed part of each event; `kind()` gives its CloudEvents `type`.
@@ -104,6 +109,14 @@ pub enum EventBody {
         message: String,
         utterance: Option<u32>,
     },
+    /// Call mode: the engine stream works again after a failure episode (one `asr.error`
+    /// opened it).
+    Recovered {
+        /// Failed attempts in the episode, the first included.
+        failures: u32,
+        /// From the first failure to the recovery, ms.
+        down_ms: u64,
+    },
     Dtmf {
         /// `0`-`9`, `*`, `#`, `A`-`D`.
         digit: String,
@@ -152,13 +165,14 @@ pub enum EventKind {
     TranscriptFinal,
     SessionEnded,
     Error,
+    Recovered,
     Dtmf,
     CommandAccepted,
     CommandRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::SessionStarted,
         EventKind::SpeechStarted,
         EventKind::SpeechEnded,
@@ -166,6 +180,7 @@ impl EventKind {
         EventKind::TranscriptFinal,
         EventKind::SessionEnded,
         EventKind::Error,
+        EventKind::Recovered,
         EventKind::Dtmf,
         EventKind::CommandAccepted,
         EventKind::CommandRejected,
@@ -180,6 +195,7 @@ impl EventKind {
             EventKind::TranscriptFinal => "asr.transcript.final",
             EventKind::SessionEnded => "asr.session.ended",
             EventKind::Error => "asr.error",
+            EventKind::Recovered => "asr.recovered",
             EventKind::Dtmf => "asr.dtmf",
             EventKind::CommandAccepted => "asr.command.accepted",
             EventKind::CommandRejected => "asr.command.rejected",
@@ -197,6 +213,7 @@ impl EventBody {
             EventBody::TranscriptFinal { .. } => EventKind::TranscriptFinal,
             EventBody::SessionEnded { .. } => EventKind::SessionEnded,
             EventBody::Error { .. } => EventKind::Error,
+            EventBody::Recovered { .. } => EventKind::Recovered,
             EventBody::Dtmf { .. } => EventKind::Dtmf,
             EventBody::CommandAccepted { .. } => EventKind::CommandAccepted,
             EventBody::CommandRejected { .. } => EventKind::CommandRejected,

@@ -300,5 +300,9 @@ fn sync_metrics(metrics: &Metrics, now: &StreamStats, counted: &mut StreamStats)
     metrics
         .rtp_reordered
         .add(now.reordered.saturating_sub(counted.reordered));
+    metrics.rtp_ssrc_probation.add(
+        now.probation_dropped
+            .saturating_sub(counted.probation_dropped),
+    );
     *counted = *now;
 }

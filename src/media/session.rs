@@ -19,6 +19,10 @@ use crate::media::resample::{ResampleError, Resampler};
 use crate::media::rtp::{self, RtpError};
 use crate::media::vad::{EndReason, FrameVerdict, Segmenter, VadConfig, VadError};
 
+mod call_retry;
+use call_retry::CallRetry;
+pub use call_retry::{Recovery, RetryPolicy};
+
 /// Call mode streams the whole call as stream 0.
 const CALL_STREAM: UtteranceId = 0;
 /// When nothing is scheduled, wake at least this often.
@@ -38,6 +42,8 @@ pub struct SessionConfig {
     pub jitter_max_packets: usize,
     /// End after this long without a packet; None = only when the owner says so.
     pub idle_timeout: Option<Duration>,
+    /// Before the first packet, end after this long instead (if shorter); None = idle_timeout.
+    pub first_media_timeout: Option<Duration>,
     /// After closing, how long to wait for outstanding finals before `asr.session.ended`.
     pub final_timeout: Duration,
     /// For `asr.session.started`.
@@ -45,6 +51,8 @@ pub struct SessionConfig {
     pub local_addr: String,
     /// `in` or `out` when the call is recognized as one stream per direction.
     pub speaker: Option<&'static str>,
+    /// Call mode: how a failed engine stream is retried.
+    pub call_retry: RetryPolicy,
 }
 
 impl Default for SessionConfig {
@@ -60,10 +68,12 @@ impl Default for SessionConfig {
             jitter_holdback: Duration::from_millis(60),
             jitter_max_packets: 64,
             idle_timeout: Some(Duration::from_secs(30)),
+            first_media_timeout: Some(Duration::from_secs(10)),
             final_timeout: Duration::from_secs(5),
             transport: "rtp",
             local_addr: "127.0.0.1:40000".into(),
             speaker: None,
+            call_retry: RetryPolicy::default(),
         }
     }
 }
@@ -153,6 +163,8 @@ pub struct Session {
     next_utterance: UtteranceId,
     current: Option<Utterance>,
     call_stream_open: bool,
+    /// Call mode: backoff and kept audio after the engine stream failed.
+    retry: CallRetry,
     /// Streams begun and not yet closed or failed by the engine.
     open_streams: BTreeMap<UtteranceId, ()>,
     /// When each utterance's speech ended, for final latency.
@@ -195,6 +207,7 @@ impl Session {
             next_utterance: 1,
             current: None,
             call_stream_open: false,
+            retry: CallRetry::new(config.call_retry, config.engine_rate),
             open_streams: BTreeMap::new(),
             speech_ended_at: BTreeMap::new(),
             stats: StreamStats::default(),
@@ -222,6 +235,7 @@ impl Session {
             stats.late = j.late;
             stats.duplicate = j.duplicate;
             stats.reordered = j.reordered;
+            stats.probation_dropped = j.probation_dropped;
             stats.jitter_ms = jitter.jitter_ms();
         }
         stats
@@ -268,6 +282,11 @@ impl Session {
         }
         match update {
             AsrUpdate::Result(h) => {
+                if self.config.mode == AsrMode::Call {
+                    if let Some(recovery) = self.retry.handle_result(now) {
+                        self.emit_recovered(recovery);
+                    }
+                }
                 let known = (1..self.next_utterance).contains(&h.utterance);
                 if h.is_final && h.text.trim().is_empty() && !known {
                     // Call mode: the engine finalized audio after the last utterance; nothing was said.
@@ -302,14 +321,25 @@ impl Session {
             }
             AsrUpdate::Failed { stream, failure } => {
                 self.stream_done(stream);
-                if stream == CALL_STREAM && self.config.mode == AsrMode::Call {
+                let call_stream = stream == CALL_STREAM && self.config.mode == AsrMode::Call;
+                let starts_episode = call_stream && self.retry.handle_failure(now);
+                if call_stream && self.call_stream_open {
                     self.call_stream_open = false;
+                    // Audio not yet sent waits for the retry; within an episode it is kept
+                    // already (see call_retry).
+                    let unsent = std::mem::take(&mut self.chunk);
+                    if starts_episode {
+                        self.retry.keep(self.chunk_offset_ms, &unsent);
+                    }
                 }
-                self.emit(EventBody::Error {
-                    code: failure.code(),
-                    message: failure.to_string(),
-                    utterance: (stream != CALL_STREAM).then_some(stream),
-                });
+                // Call mode reports a failure episode once, not each retry.
+                if !call_stream || starts_episode {
+                    self.emit(EventBody::Error {
+                        code: failure.code(),
+                        message: failure.to_string(),
+                        utterance: (stream != CALL_STREAM).then_some(stream),
+                    });
+                }
             }
             AsrUpdate::Closed { stream } => self.stream_done(stream),
         }
@@ -321,7 +351,10 @@ impl Session {
         match self.phase {
             Phase::Open => {
                 let _ = self.drain_jitter(now, false);
-                if let Some(idle) = self.config.idle_timeout {
+                if let Some(recovery) = self.retry.handle_timeout(now) {
+                    self.emit_recovered(recovery);
+                }
+                if let Some(idle) = self.idle_limit() {
                     if now >= self.last_packet_at + idle {
                         self.handle_close(now, EndCause::IdleTimeout);
                     }
@@ -358,6 +391,13 @@ impl Session {
                 self.segmenter_base + end_sample,
                 SpeechEndCause::SessionEnd,
             );
+        }
+        if self.config.mode == AsrMode::Call
+            && !self.call_stream_open
+            && self.retry.has_kept_audio()
+        {
+            // The audio of the last wait gets one more try, whatever the backoff.
+            self.open_call_stream(now, self.ms(self.media_samples));
         }
         if self.call_stream_open {
             self.flush_chunk(CALL_STREAM);
@@ -427,14 +467,26 @@ impl Session {
         Output::Timeout(self.next_deadline())
     }
 
+    /// How long without media ends the session: until the first packet, the (shorter) wait
+    /// for first media, so a reservation nobody uses gives its port back soon.
+    fn idle_limit(&self) -> Option<Duration> {
+        match (self.jitter.is_none(), self.config.first_media_timeout) {
+            (true, Some(first)) => Some(self.config.idle_timeout.map_or(first, |i| i.min(first))),
+            _ => self.config.idle_timeout,
+        }
+    }
+
     fn next_deadline(&self) -> Instant {
         let mut deadline = self.last_packet_at + IDLE_WAKE;
         match self.phase {
             Phase::Open => {
-                if let Some(idle) = self.config.idle_timeout {
+                if let Some(idle) = self.idle_limit() {
                     deadline = deadline.min(self.last_packet_at + idle);
                 }
                 if let Some(t) = self.jitter.as_ref().and_then(|j| j.poll_timeout()) {
+                    deadline = deadline.min(t);
+                }
+                if let Some(t) = self.retry.poll_timeout() {
                     deadline = deadline.min(t);
                 }
             }
@@ -561,13 +613,8 @@ impl Session {
     fn run_frame(&mut self, now: Instant, frame: &[i16]) {
         let frame_start_ms = self.ms(self.media_samples);
         self.media_samples += frame.len() as u64;
-        if self.config.mode == AsrMode::Call && !self.call_stream_open {
-            self.call_stream_open = true;
-            self.open_streams.insert(CALL_STREAM, ());
-            self.push(Output::AsrControl(AsrControl::Begin {
-                stream: CALL_STREAM,
-                offset_ms: frame_start_ms,
-            }));
+        if self.config.mode == AsrMode::Call && !self.call_stream_open && self.retry.may_open(now) {
+            self.open_call_stream(now, frame_start_ms);
         }
         let verdict = match self.segmenter.push_frame(frame) {
             Ok(v) => v,
@@ -655,8 +702,41 @@ impl Session {
         });
     }
 
-    /// Append audio for `stream`, emitting full chunks.
-    fn forward(&mut self, stream: UtteranceId, offset_ms: u64, mut samples: &[i16]) {
+    /// Begin the call stream (again), sending first any audio kept while it was down.
+    fn open_call_stream(&mut self, now: Instant, offset_ms: u64) {
+        let kept = self.retry.handle_reopen(now);
+        let begin_ms = kept.as_ref().map_or(offset_ms, |(at, _)| *at);
+        self.call_stream_open = true;
+        self.open_streams.insert(CALL_STREAM, ());
+        self.push(Output::AsrControl(AsrControl::Begin {
+            stream: CALL_STREAM,
+            offset_ms: begin_ms,
+        }));
+        if let Some((at, audio)) = kept {
+            self.send_audio(CALL_STREAM, at, &audio);
+        }
+    }
+
+    fn emit_recovered(&mut self, recovery: Recovery) {
+        self.emit(EventBody::Recovered {
+            failures: recovery.failures,
+            down_ms: recovery.down.as_millis() as u64,
+        });
+    }
+
+    /// Append audio for `stream`, emitting full chunks. During a call-mode failure episode
+    /// the audio is kept for the retries too, and only kept while the stream is down.
+    fn forward(&mut self, stream: UtteranceId, offset_ms: u64, samples: &[i16]) {
+        if self.config.mode == AsrMode::Call && stream == CALL_STREAM && self.retry.is_keeping() {
+            self.retry.keep(offset_ms, samples);
+            if !self.call_stream_open {
+                return;
+            }
+        }
+        self.send_audio(stream, offset_ms, samples);
+    }
+
+    fn send_audio(&mut self, stream: UtteranceId, offset_ms: u64, mut samples: &[i16]) {
         if self.chunk.is_empty() {
             self.chunk_offset_ms = offset_ms;
         }

@@ -390,7 +390,11 @@ fn malformed_and_unknown_payloads_are_counted_and_survived() {
 #[test]
 fn idle_timeout_ends_the_session() {
     let t0 = Instant::now();
-    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let config = SessionConfig {
+        first_media_timeout: None,
+        ..config(AsrMode::Utterance)
+    };
+    let mut s = Session::new(config, t0).unwrap();
     let mut out = Vec::new();
     drain(&mut s, &mut out);
     s.handle_timeout(t0 + Duration::from_secs(29));
@@ -405,6 +409,30 @@ fn idle_timeout_ends_the_session() {
         }
     ));
     assert!(s.is_closed());
+}
+
+#[test]
+fn a_session_that_never_gets_media_ends_at_the_first_media_timeout() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let mut out = Vec::new();
+    drain(&mut s, &mut out);
+    assert_eq!(s.next_deadline(), t0 + Duration::from_secs(10));
+    s.handle_timeout(t0 + Duration::from_secs(10));
+    drain(&mut s, &mut out);
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        EventBody::SessionEnded {
+            cause: EndCause::IdleTimeout,
+            ..
+        }
+    )));
+    // With media, only the idle timeout counts.
+    let mut s = Session::new(config(AsrMode::Utterance), t0).unwrap();
+    let pkts = packets("yes-interested.wav", &SendOptions::pcmu());
+    s.handle_rtp(t0, &pkts[0]).unwrap();
+    drain(&mut s, &mut out);
+    assert_eq!(s.next_deadline(), t0 + Duration::from_secs(30));
 }
 
 #[test]
@@ -525,4 +553,88 @@ fn vad_update_waits_for_the_utterance_and_keeps_media_time() {
         ..VadConfig::default()
     };
     assert!(s.handle_update(Some(bad), None).is_err());
+}
+
+/// Call mode with an engine that fails every stream at once for the first `down` of the call,
+/// then takes them: the shell's view, packet by packet.
+#[test]
+fn call_mode_engine_outage_is_one_error_one_recovery_and_no_lost_audio() {
+    let t0 = Instant::now();
+    let mut cfg = config(AsrMode::Call);
+    cfg.call_retry = RetryPolicy {
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(400),
+        keep_samples: 16_000 * 10,
+        stable_after: Duration::from_secs(1),
+    };
+    let mut s = Session::new(cfg, t0).unwrap();
+    let pkts = packets("two-phrases.wav", &SendOptions::pcmu());
+    let down = Duration::from_secs(2);
+    let mut now = t0;
+    let mut outputs = Vec::new();
+    let mut begins = 0;
+    for p in &pkts {
+        s.handle_rtp(now, p).expect("valid packet");
+        let mut step = Vec::new();
+        drain(&mut s, &mut step);
+        let begun = controls(&step)
+            .iter()
+            .filter(|c| matches!(c, AsrControl::Begin { .. }))
+            .count();
+        begins += begun;
+        if begun > 0 && now < t0 + down {
+            s.handle_asr(
+                now,
+                AsrUpdate::Failed {
+                    stream: CALL_STREAM,
+                    failure: AsrFailure::Unavailable {
+                        endpoint: "http://127.0.0.1:9".into(),
+                        detail: "connection refused".into(),
+                    },
+                },
+            );
+            drain(&mut s, &mut step);
+        }
+        outputs.extend(step);
+        now += PTIME;
+        if now >= s.next_deadline() {
+            s.handle_timeout(now);
+            drain(&mut s, &mut outputs);
+        }
+    }
+    let evs = events(&outputs);
+    let errors = evs
+        .iter()
+        .filter(|e| matches!(e, EventBody::Error { .. }))
+        .count();
+    let recovered: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::Recovered { failures, down_ms } => Some((*failures, *down_ms)),
+            _ => None,
+        })
+        .collect();
+    // 100, 200, 400, 400, 400... ms backoff over 2 s: a handful of tries, one report.
+    assert!((4..=8).contains(&begins), "{begins} stream openings");
+    assert_eq!(errors, 1, "one asr.error for the whole outage");
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].0 as usize, begins - 1);
+    assert!(recovered[0].1 >= down.as_millis() as u64);
+    // Everything since the last failure reached the working stream: the kept audio first.
+    s.handle_close(now, EndCause::Stopped);
+    drain(&mut s, &mut outputs);
+    let last_begin = outputs
+        .iter()
+        .rposition(|o| matches!(o, Output::AsrControl(AsrControl::Begin { .. })))
+        .expect("a stream was begun");
+    let Output::AsrControl(AsrControl::Begin { offset_ms, .. }) = &outputs[last_begin] else {
+        unreachable!()
+    };
+    let since_ms = s.ms(s.media_samples) - offset_ms;
+    let sent = audio_samples(&outputs[last_begin..], CALL_STREAM) as u64;
+    assert!(since_ms > 0 && *offset_ms < down.as_millis() as u64);
+    assert!(
+        sent + 16 >= since_ms * 16,
+        "the working stream got {sent} samples of the {since_ms} ms since its offset"
+    );
 }
