@@ -1,5 +1,6 @@
 //! Identifiers that reach another system (ARI request paths, event subjects, broker keys):
-//! one strict rule, checked at the edge, and a bounded preview for error messages.
+//! one strict rule, checked at the edge, a bounded preview for error messages, and the cut
+//! that bounds any other outside text copied into an event.
 
 /// Longest identifier accepted, bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -29,9 +30,29 @@ pub fn preview(value: &str) -> String {
     }
 }
 
+/// `text` cut to at most `max` bytes at a char boundary, with `...` appended when cut.
+pub fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_keeps_whole_chars() {
+        assert_eq!(cut_to("short".into(), 10), "short");
+        assert_eq!(cut_to("ééé".into(), 3), "é...");
+        assert_eq!(cut_to("abcdef".into(), 4), "abcd...");
+    }
 
     #[test]
     fn only_plain_ids_pass() {

@@ -19,6 +19,9 @@ pub struct AriConfig {
     /// Where the AudioSocket server listens (when `transport = "audiosocket"`); Asterisk is
     /// told to connect to `server.advertise_host` (else the RTP bind address) and this port.
     pub audiosocket_listen: std::net::SocketAddr,
+    /// Most AudioSocket connections open at once (each has 5 s to name its call); more are
+    /// closed as they arrive and counted in `asrgw_stream_connections_refused_total`.
+    pub audiosocket_max_connections: usize,
     /// Longest wait for one ARI request, ms.
     pub request_timeout_ms: u64,
     /// Longest wait from the first request of a tap to its media flowing (StasisStart of the
@@ -37,6 +40,7 @@ impl Default for AriConfig {
             format: "ulaw".into(),
             transport: MediaTransport::Rtp,
             audiosocket_listen: "0.0.0.0:9092".parse().expect("literal"),
+            audiosocket_max_connections: 4096,
             request_timeout_ms: 5_000,
             setup_timeout_ms: 5_000,
             media_timeout_ms: 5_000,

@@ -379,6 +379,7 @@ impl AriHub {
                 AudioSocketServer::bind(
                     config.audiosocket_listen,
                     audiosocket_rate(&config.format),
+                    config.audiosocket_max_connections,
                     manager.clone(),
                     metrics.clone(),
                 )

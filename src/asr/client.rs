@@ -272,7 +272,16 @@ async fn call(
     }
 }
 
-/// Map one response; a final without alternatives is an empty transcript.
+/// Most bytes of one transcript an engine may send (about 30 s of speech is 3 KB).
+const MAX_TRANSCRIPT_BYTES: usize = 16 * 1024;
+/// Most word timings in one result, and bytes of one word.
+const MAX_WORDS: usize = 4096;
+const MAX_WORD_BYTES: usize = 256;
+/// Most bytes of an engine's error text copied into `asr.error`.
+const MAX_DETAIL_BYTES: usize = 512;
+
+/// Map one response; a final without alternatives is an empty transcript. Results over the
+/// bounds above are invalid responses: the engine is broken or hostile.
 fn hypothesis(
     stream: UtteranceId,
     finals: &mut u32,
@@ -296,8 +305,21 @@ fn hypothesis(
             r.end_ms, r.start_ms
         )));
     }
+    if best.transcript.len() > MAX_TRANSCRIPT_BYTES || best.words.len() > MAX_WORDS {
+        return Err(invalid(format!(
+            "result of {} bytes and {} words, over {MAX_TRANSCRIPT_BYTES} bytes or {MAX_WORDS} words",
+            best.transcript.len(),
+            best.words.len()
+        )));
+    }
     let mut words = Vec::with_capacity(best.words.len());
     for w in best.words {
+        if w.word.len() > MAX_WORD_BYTES {
+            return Err(invalid(format!(
+                "word of {} bytes, over {MAX_WORD_BYTES}",
+                w.word.len()
+            )));
+        }
         if w.end_ms < w.start_ms || !(0.0..=1.0).contains(&w.confidence) {
             return Err(invalid(format!(
                 "word {:?} has times {}..{} ms, confidence {}",
@@ -336,7 +358,7 @@ fn failure(s: &Status, shared: &Shared) -> AsrFailure {
     let detail = if s.message().is_empty() {
         s.code().description().to_string()
     } else {
-        s.message().to_string()
+        crate::ids::cut_to(s.message().to_string(), MAX_DETAIL_BYTES)
     };
     match s.code() {
         Code::ResourceExhausted => AsrFailure::Busy {
@@ -425,6 +447,22 @@ mod tests {
             confidence,
             words: vec![],
         }
+    }
+
+    #[test]
+    fn oversized_results_are_invalid_not_copied() {
+        let mut finals = 0;
+        let huge = "word ".repeat(MAX_TRANSCRIPT_BYTES / 5 + 1);
+        let e = hypothesis(1, &mut finals, response(true, vec![alt(&huge, 0.5)], 0)).unwrap_err();
+        assert_eq!(e.code(), "asr_invalid_response");
+        assert!(e.to_string().len() < 200, "{e}");
+        let mut long_word = alt("x", 0.5);
+        long_word.words = vec![proto::WordInfo {
+            word: "x".repeat(MAX_WORD_BYTES + 1),
+            ..Default::default()
+        }];
+        let e = hypothesis(1, &mut finals, response(true, vec![long_word], 0)).unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
     }
 
     #[test]

@@ -113,16 +113,8 @@ pub fn check_language_and_hints(
 }
 
 /// `reason` cut to [`MAX_REASON_BYTES`] at a char boundary.
-pub fn bounded_reason(mut reason: String) -> String {
-    if reason.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-        reason.push_str("...");
-    }
-    reason
+pub fn bounded_reason(reason: String) -> String {
+    crate::ids::cut_to(reason, MAX_REASON_BYTES)
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct AudioSocketServer {
     metrics: Arc<Metrics>,
     /// The keepalive frame: silence at the rate externalMedia was asked for.
     silence: Vec<u8>,
+    /// Connections open at once, named or not; more are closed as they arrive (counted).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AudioSocketServer {
@@ -63,6 +65,7 @@ impl AudioSocketServer {
     pub async fn bind(
         addr: SocketAddr,
         rate: u32,
+        max_connections: usize,
         manager: Arc<SessionManager>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Self>> {
@@ -79,6 +82,7 @@ impl AudioSocketServer {
             manager,
             metrics,
             silence,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
         });
         tokio::spawn(server.clone().accept(listener));
         Ok(server)
@@ -110,8 +114,17 @@ impl AudioSocketServer {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                        self.metrics.stream_connections_refused.inc();
+                        tracing::warn!(%peer, "AudioSocket connection refused: ari.audiosocket_max_connections are open");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().serve(stream, peer));
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        server.serve(stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "AudioSocket accept failed");
@@ -131,6 +144,7 @@ impl AudioSocketServer {
                 None => match tokio::time::timeout(UUID_WAIT, stream.read(&mut buf)).await {
                     Ok(r) => r,
                     Err(_) => {
+                        self.metrics.stream_connections_refused.inc();
                         self.refuse(peer, "no UUID frame in time");
                         return;
                     }

@@ -7,15 +7,23 @@
 //! session; the session ending drops the connection, which hangs the channel up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::ingest::manager::SessionManager;
 use crate::ingest::rtp_framing::{RtpFramer, StreamFormat};
 use crate::media::ws_media::{self, Control};
 use crate::metrics::Metrics;
+
+/// Longest wait for the connection and the WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest media message taken: Asterisk sends one 20 ms frame per message (640 bytes at
+/// slin16); anything near this bound is not media.
+const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Where and how to connect.
 pub struct WsMediaTarget {
@@ -40,9 +48,20 @@ pub async fn start(
     manager: Arc<SessionManager>,
     metrics: Arc<Metrics>,
 ) -> Result<(), WsMediaError> {
-    let (socket, _) = tokio_tungstenite::connect_async(target.url.as_str())
-        .await
-        .map_err(|e| WsMediaError::Connect(e.to_string()))?;
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let connect =
+        tokio_tungstenite::connect_async_with_config(target.url.as_str(), Some(limits), false);
+    let (socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+        Ok(connected) => connected.map_err(|e| WsMediaError::Connect(e.to_string()))?,
+        Err(_) => {
+            metrics.stream_connections_refused.inc();
+            return Err(WsMediaError::Connect(format!(
+                "no handshake within {HANDSHAKE_TIMEOUT:?}"
+            )));
+        }
+    };
     tokio::spawn(async move {
         let (mut write, mut read) = socket.split();
         let mut framer = RtpFramer::default();
