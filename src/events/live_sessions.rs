@@ -128,10 +128,12 @@ fn read_orphans(file: File) -> io::Result<Vec<Orphan>> {
         };
         let mut words = line.split(' ');
         match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("+"), Some(session), Some(call), None) if safe(session) && safe(call) => {
-                if live.insert(session.to_owned(), call.to_owned()).is_none() {
-                    order.push(session.to_owned());
-                }
+            (Some("+"), Some(session), Some(call), None)
+                if safe(session)
+                    && safe(call)
+                    && live.insert(session.to_owned(), call.to_owned()).is_none() =>
+            {
+                order.push(session.to_owned());
             }
             (Some("-"), Some(session), None, None) => {
                 live.remove(session);

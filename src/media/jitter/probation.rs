@@ -28,6 +28,7 @@ pub(super) struct Probation {
 
 impl Probation {
     /// Packets of the candidate held now.
+    #[cfg(test)]
     pub fn pending(&self) -> u64 {
         self.candidate.len() as u64
     }
