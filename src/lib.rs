@@ -16,3 +16,4 @@ pub mod media;
 pub mod metrics;
 pub mod sender;
 pub mod serve;
+pub mod tls;
