@@ -24,6 +24,7 @@ use crate::events::webhook::WebhookConfig;
 use crate::media::codec::{CodecKind, PayloadTypeMap};
 use crate::media::jitter::JitterConfig;
 use crate::media::vad::VadConfig;
+use crate::tls::{TlsError, TlsSettings};
 
 /// Prefix of environment overrides; `__` separates section and key.
 pub const ENV_PREFIX: &str = "ASRGW_";
@@ -48,6 +49,9 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    /// A TLS file that cannot be read or used; names the key and the file.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,6 +86,10 @@ pub struct ServerSection {
     pub advertise_host: Option<String>,
     /// Names this gateway in the CloudEvents `source`; unset = the machine's hostname.
     pub instance: Option<String>,
+    /// PEM certificate chain: set with `tls_key` to serve the HTTP API over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
@@ -93,6 +101,8 @@ impl Default for ServerSection {
             rtp_port_max: 40999,
             advertise_host: None,
             instance: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -181,6 +191,8 @@ pub struct AsrSection {
     pub connect_timeout_ms: u64,
     /// After a stream is closed, how long to wait for its final result.
     pub final_timeout_ms: u64,
+    /// CA and client certificate for an `https://` endpoint.
+    pub tls: TlsSettings,
 }
 
 impl Default for AsrSection {
@@ -195,6 +207,7 @@ impl Default for AsrSection {
             hints: Vec::new(),
             connect_timeout_ms: 2000,
             final_timeout_ms: 15_000,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -417,10 +430,10 @@ impl Config {
         if self.sink_enabled("webhook") {
             let url = &self.events.webhook.url;
             check(
-                url.starts_with("http://"),
+                url.starts_with("http://") || url.starts_with("https://"),
                 "events.webhook.url",
                 format!("{url:?}"),
-                || "an http:// URL (this build has no TLS)".into(),
+                || "an http:// or https:// URL".into(),
             )?;
         }
         if self.commands.sources.iter().any(|s| s == "nats") {
@@ -447,7 +460,70 @@ impl Config {
                 allowed,
             });
         }
+        self.check_tls_files()
+    }
+
+    /// Load every TLS file a running gateway would use, so a missing or broken one fails
+    /// here, naming its key, rather than at the first connection.
+    fn check_tls_files(&self) -> Result<(), ConfigError> {
+        let mut used: Vec<(&TlsSettings, String)> = Vec::new();
+        if self.asr.endpoint.is_some() {
+            used.push((&self.asr.tls, "asr.tls".into()));
+        }
+        for (i, server) in self.ari.servers.iter().enumerate() {
+            used.push((&server.tls, format!("ari.servers[{i}].tls")));
+        }
+        let e = &self.events;
+        for (sink, tls) in [
+            ("rabbitmq", &e.rabbitmq.tls),
+            ("nats", &e.nats.tls),
+            ("redis", &e.redis.tls),
+            ("webhook", &e.webhook.tls),
+        ] {
+            if self.sink_enabled(sink) {
+                used.push((tls, format!("events.{sink}.tls")));
+            }
+        }
+        let c = &self.commands;
+        for (source, tls) in [
+            ("rabbitmq", &c.rabbitmq.tls),
+            ("nats", &c.nats.tls),
+            ("redis", &c.redis.tls),
+        ] {
+            if c.sources.iter().any(|s| s == source) {
+                used.push((tls, format!("commands.{source}.tls")));
+            }
+        }
+        for (settings, section) in used {
+            settings.load(&section)?;
+        }
+        self.server_tls()?;
         Ok(())
+    }
+
+    /// The HTTP API's certificate and key, when `server.tls_cert` and `server.tls_key` are set.
+    pub fn server_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::ServerTls::load(
+                "server.tls_cert",
+                cert,
+                "server.tls_key",
+                key,
+                &[b"http/1.1"],
+            )?)),
+            (Some(_), None) => Err(TlsError::Unpaired {
+                key: "server.tls_cert".into(),
+                other: "server.tls_key".into(),
+            }
+            .into()),
+            (None, Some(_)) => Err(TlsError::Unpaired {
+                key: "server.tls_key".into(),
+                other: "server.tls_cert".into(),
+            }
+            .into()),
+        }
     }
 
     pub fn sink_enabled(&self, name: &str) -> bool {
@@ -506,6 +582,7 @@ impl Config {
     pub fn client(&self, endpoint: String) -> ClientConfig {
         ClientConfig {
             endpoint,
+            tls: self.asr.tls.clone(),
             connect_timeout: Duration::from_millis(self.asr.connect_timeout_ms),
             final_timeout: Duration::from_millis(self.asr.final_timeout_ms),
         }

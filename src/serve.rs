@@ -45,6 +45,8 @@ pub enum ServeError {
     Outbox(#[from] OutboxError),
     #[error("{0}")]
     Ari(#[from] crate::ari::controller::AriStartError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 struct EmbeddedEngine {
@@ -73,6 +75,8 @@ impl Gateway {
     /// Start everything. Fails before binding any port when the model is missing.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let config = Arc::new(config);
+        crate::tls::install_default_provider();
+        let http_tls = config.server_tls()?;
         if config.asr.endpoint.is_none() {
             embedded::check_model_dir(&config.engine.model_dir)?;
         }
@@ -141,10 +145,22 @@ impl Gateway {
             let shutdown = async {
                 let _ = http_stopped.await;
             };
-            if let Err(err) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            let served = match http_tls {
+                Some(tls) => match crate::tls::TlsListener::new(http_listener, &tls) {
+                    Ok(listener) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    Err(err) => Err(err),
+                },
+                None => {
+                    axum::serve(http_listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+            };
+            if let Err(err) = served {
                 tracing::error!(error = %err, "HTTP server failed");
             }
         });

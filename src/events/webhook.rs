@@ -1,5 +1,9 @@
 //! Webhook sink: HTTP POST with an HMAC-SHA256 signature header, timeout, retries with backoff.
 //!
+//! `https://` URLs go over TLS (rustls): the receiver's certificate must chain to
+//! `tls.ca_file` (else the bundled Mozilla roots); `tls.client_cert_file` + `client_key_file`
+//! are presented when the receiver asks for a client certificate.
+//!
 //! Wire form (CloudEvents HTTP binding, structured mode):
 //! - `batch = false` (default): one POST per event, in batch order; body = the event's
 //!   CloudEvents JSON byte for byte; `Content-Type: application/cloudevents+json`.
@@ -27,6 +31,7 @@ use sha2::Sha256;
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{TlsError, TlsSettings};
 
 const SINK: &str = "webhook";
 pub const CONTENT_TYPE_SINGLE: &str = "application/cloudevents+json; charset=utf-8";
@@ -35,7 +40,7 @@ pub const CONTENT_TYPE_BATCH: &str = "application/cloudevents-batch+json; charse
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
-    /// `http://host:port/path`. (This build has no TLS: `https` is refused at startup.)
+    /// `http://host:port/path` or `https://host:port/path`.
     pub url: String,
     /// HMAC-SHA256 key. `None`: requests go unsigned (a warning is logged at startup).
     pub secret: Option<String>,
@@ -49,6 +54,8 @@ pub struct WebhookConfig {
     pub header: String,
     /// One POST per batch (JSON array) instead of one per event.
     pub batch: bool,
+    /// CA and client certificate for an `https://` url.
+    pub tls: TlsSettings,
 }
 
 impl Default for WebhookConfig {
@@ -62,18 +69,21 @@ impl Default for WebhookConfig {
             backoff_max_ms: 5_000,
             header: "X-Asr-Signature".into(),
             batch: false,
+            tls: TlsSettings::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook: url {url:?} is not a valid http:// URL: {reason}")]
+    #[error("webhook: url {url:?} is not a valid http:// or https:// URL: {reason}")]
     Url { url: String, reason: &'static str },
     #[error("webhook: header name {0:?} is not a valid HTTP header name")]
     Header(String),
     #[error("webhook: HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("webhook: {0}")]
+    Tls(#[from] TlsError),
 }
 
 pub struct WebhookSink {
@@ -106,17 +116,17 @@ impl WebhookSink {
             reason,
         };
         let url = reqwest::Url::parse(&config.url).map_err(|_| url_error("does not parse"))?;
-        match url.scheme() {
-            "http" => {}
-            "https" => return Err(url_error("https needs TLS, which this build leaves out")),
-            _ => return Err(url_error("scheme must be http")),
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(url_error("scheme must be http or https"));
         }
+        let tls = config.tls.load("events.webhook.tls")?;
         let header = HeaderName::from_bytes(config.header.as_bytes())
             .map_err(|_| WebhookError::Header(config.header.clone()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .connect_timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .redirect(reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls.rustls_config()))
             .build()
             .map_err(WebhookError::Client)?;
         if config.secret.is_none() {
@@ -366,7 +376,8 @@ mod tests {
             })
         };
         assert!(ok("http://127.0.0.1:9/x").is_ok());
-        assert!(ok("https://example.com/").is_err());
+        assert!(ok("https://example.com/").is_ok());
+        assert!(ok("ftp://example.com/").is_err());
         assert!(ok("").is_err());
         assert!(ok("ftp://x/").is_err());
         let c: WebhookConfig = toml::from_str("url = \"http://h/\"\nsecret = \"s\"").unwrap();

@@ -19,8 +19,10 @@ use crate::metrics::Metrics;
 
 /// Where and how to connect.
 pub struct WsMediaTarget {
-    /// `ws://host:port/media/<connection id>`, with `api_key` when the server wants one.
+    /// `ws(s)://host:port/media/<connection id>`.
     pub url: String,
+    /// The ARI server's credentials (as a header) and TLS settings.
+    pub connector: crate::ari::websocket::WsConnector,
     /// The format asked of externalMedia (the frames carry nothing that says).
     pub format: StreamFormat,
     pub session_id: String,
@@ -40,7 +42,9 @@ pub async fn start(
     manager: Arc<SessionManager>,
     metrics: Arc<Metrics>,
 ) -> Result<(), WsMediaError> {
-    let (socket, _) = tokio_tungstenite::connect_async(target.url.as_str())
+    let socket = target
+        .connector
+        .connect(&target.url)
         .await
         .map_err(|e| WsMediaError::Connect(e.to_string()))?;
     tokio::spawn(async move {
