@@ -226,6 +226,17 @@ impl ServerTls {
     }
 }
 
+/// The innermost cause of `error`, when it has one. Libraries wrap a failed handshake in
+/// "error sending request" or "transport error"; the cause says what was wrong (an
+/// unknown issuer, a name mismatch, a refused client certificate).
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut inner = error.source()?;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    Some(inner.to_string())
+}
+
 /// Makes ring the process-wide rustls provider, for the libraries that build their own
 /// rustls configuration from it (redis). Harmless when already done.
 pub fn install_default_provider() {

@@ -457,6 +457,7 @@ async fn webhook_over_https_with_the_custom_ca() {
     .unwrap();
     let e = untrusting.publish(&events[..1]).await.unwrap_err();
     assert_eq!(bodies.lock().unwrap().len(), 3, "{e}");
+    assert!(e.to_string().contains("certificate"), "{e}");
 }
 
 // ---------------------------------------------------------------- the HTTP API over HTTPS

@@ -366,6 +366,9 @@ fn without_url(e: &reqwest::Error) -> String {
     if let Some(url) = e.url() {
         detail = detail.replace(&format!(" for url ({url})"), "");
     }
+    if let Some(cause) = crate::tls::root_cause(e).filter(|c| !detail.contains(c.as_str())) {
+        detail = format!("{detail}: {cause}");
+    }
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

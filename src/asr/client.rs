@@ -365,7 +365,7 @@ fn failure(s: &Status, shared: &Shared) -> AsrFailure {
     };
     // A connection that failed says only "transport error"; its root cause (refused, an
     // untrusted certificate) is what the operator needs.
-    if let Some(cause) = root_cause(s).filter(|c| !detail.contains(c.as_str())) {
+    if let Some(cause) = crate::tls::root_cause(s).filter(|c| !detail.contains(c.as_str())) {
         detail = format!("{detail}: {cause}");
     }
     match s.code() {
@@ -392,15 +392,6 @@ fn failure(s: &Status, shared: &Shared) -> AsrFailure {
             detail,
         },
     }
-}
-
-/// The innermost error below the status, if any.
-fn root_cause(s: &Status) -> Option<String> {
-    let mut source = std::error::Error::source(s)?;
-    while let Some(inner) = source.source() {
-        source = inner;
-    }
-    Some(source.to_string())
 }
 
 /// The status came from the connection (connect error, reset), not from the engine.

@@ -249,10 +249,12 @@ impl WebhookSink {
                 after_ms: self.config.timeout_ms,
             }
         } else {
-            SinkError::Unavailable {
-                sink: SINK,
-                detail: format!("{}: {e}", self.config.url),
+            let mut detail = format!("{}: {e}", self.config.url);
+            if let Some(cause) = crate::tls::root_cause(&e).filter(|c| !detail.contains(c.as_str()))
+            {
+                detail = format!("{detail}: {cause}");
             }
+            SinkError::Unavailable { sink: SINK, detail }
         };
         Failure {
             error,
