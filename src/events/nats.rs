@@ -21,8 +21,6 @@
 //! roots), and `tls.client_cert_file` + `client_key_file` are presented when set.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::tls::{ClientTls, TlsError, TlsSettings};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
@@ -32,6 +30,7 @@ use async_nats::jetstream::{self, stream};
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{ClientTls, TlsError, TlsSettings};
 
 const SINK: &str = "nats";
 
