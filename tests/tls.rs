@@ -257,6 +257,26 @@ async fn a_bad_ca_file_fails_naming_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("asr.tls.ca_file"), "{e}");
+    for (section, key) in [
+        (
+            "[[ari.servers]]\nid = \"pbx\"\nurl = \"https://pbx:8089\"\nusername = \"u\"\npassword = \"p\"\n[ari.servers.tls]\n",
+            "ari.servers[0].tls.ca_file",
+        ),
+        (
+            "[events]\nsinks = [\"redis\"]\n[events.redis.tls]\n",
+            "events.redis.tls.ca_file",
+        ),
+        (
+            "[commands]\nsources = [\"nats\"]\n[commands.nats.tls]\n",
+            "commands.nats.tls.ca_file",
+        ),
+    ] {
+        let toml = format!("{section}ca_file = \"{}\"\n", junk.display());
+        let e = asr_gateway::config::Config::from_toml(&toml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains(&*junk.to_string_lossy()), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------- ARI over https + wss
