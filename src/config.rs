@@ -24,6 +24,7 @@ use crate::events::webhook::WebhookConfig;
 use crate::media::codec::{CodecKind, PayloadTypeMap};
 use crate::media::jitter::JitterConfig;
 use crate::media::vad::VadConfig;
+use crate::tls::{TlsError, TlsSettings};
 
 /// Prefix of environment overrides; `__` separates section and key.
 pub const ENV_PREFIX: &str = "ASRGW_";
@@ -48,6 +49,9 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    /// A TLS file that cannot be read or used; names the key and the file.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +106,10 @@ pub struct ServerSection {
     /// Sessions one API client (a token, or an address when there are no tokens) may hold
     /// through `POST /v1/sessions`; more get 429. 0 = no cap.
     pub max_sessions_per_client: usize,
+    /// PEM certificate chain: set with `tls_key` to serve the HTTP API over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
@@ -124,6 +132,8 @@ impl Default for ServerSection {
             http_idle_timeout_ms: 60_000,
             http_body_limit: 256 * 1024,
             max_sessions_per_client: 256,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -222,6 +232,8 @@ pub struct AsrSection {
     pub retry_max_ms: u64,
     /// Call mode: audio kept for the retry while the engine is down, ms (older is dropped).
     pub retry_keep_ms: u64,
+    /// CA and client certificate for an `https://` endpoint.
+    pub tls: TlsSettings,
 }
 
 impl Default for AsrSection {
@@ -239,6 +251,7 @@ impl Default for AsrSection {
             retry_initial_ms: 250,
             retry_max_ms: 10_000,
             retry_keep_ms: 10_000,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -462,10 +475,10 @@ impl Config {
         if self.sink_enabled("webhook") {
             let url = &self.events.webhook.url;
             check(
-                url.expose().starts_with("http://"),
+                url.expose().starts_with("http://") || url.expose().starts_with("https://"),
                 "events.webhook.url",
                 format!("{url:?}"),
-                || "an http:// URL (this build has no TLS)".into(),
+                || "an http:// or https:// URL".into(),
             )?;
         }
         if self.commands.sources.iter().any(|s| s == "nats") {
@@ -492,7 +505,70 @@ impl Config {
                 allowed,
             });
         }
+        self.check_tls_files()
+    }
+
+    /// Load every TLS file a running gateway would use, so a missing or broken one fails
+    /// here, naming its key, rather than at the first connection.
+    fn check_tls_files(&self) -> Result<(), ConfigError> {
+        let mut used: Vec<(&TlsSettings, String)> = Vec::new();
+        if self.asr.endpoint.is_some() {
+            used.push((&self.asr.tls, "asr.tls".into()));
+        }
+        for (i, server) in self.ari.servers.iter().enumerate() {
+            used.push((&server.tls, format!("ari.servers[{i}].tls")));
+        }
+        let e = &self.events;
+        for (sink, tls) in [
+            ("rabbitmq", &e.rabbitmq.tls),
+            ("nats", &e.nats.tls),
+            ("redis", &e.redis.tls),
+            ("webhook", &e.webhook.tls),
+        ] {
+            if self.sink_enabled(sink) {
+                used.push((tls, format!("events.{sink}.tls")));
+            }
+        }
+        let c = &self.commands;
+        for (source, tls) in [
+            ("rabbitmq", &c.rabbitmq.tls),
+            ("nats", &c.nats.tls),
+            ("redis", &c.redis.tls),
+        ] {
+            if c.sources.iter().any(|s| s == source) {
+                used.push((tls, format!("commands.{source}.tls")));
+            }
+        }
+        for (settings, section) in used {
+            settings.load(&section)?;
+        }
+        self.server_tls()?;
         Ok(())
+    }
+
+    /// The HTTP API's certificate and key, when `server.tls_cert` and `server.tls_key` are set.
+    pub fn server_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::ServerTls::load(
+                "server.tls_cert",
+                cert,
+                "server.tls_key",
+                key,
+                &[b"http/1.1"],
+            )?)),
+            (Some(_), None) => Err(TlsError::Unpaired {
+                key: "server.tls_cert".into(),
+                other: "server.tls_key".into(),
+            }
+            .into()),
+            (None, Some(_)) => Err(TlsError::Unpaired {
+                key: "server.tls_key".into(),
+                other: "server.tls_cert".into(),
+            }
+            .into()),
+        }
     }
 
     pub fn sink_enabled(&self, name: &str) -> bool {
@@ -551,6 +627,7 @@ impl Config {
     pub fn client(&self, endpoint: String) -> ClientConfig {
         ClientConfig {
             endpoint,
+            tls: self.asr.tls.clone(),
             connect_timeout: Duration::from_millis(self.asr.connect_timeout_ms),
             final_timeout: Duration::from_millis(self.asr.final_timeout_ms),
         }

@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod secret;
 pub mod sender;
 pub mod serve;
+pub mod tls;

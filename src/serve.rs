@@ -55,6 +55,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 struct EmbeddedEngine {
@@ -84,6 +86,8 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         raise_open_files_limit();
         let config = Arc::new(config);
+        crate::tls::install_default_provider();
+        let http_tls = config.server_tls()?;
         if config.asr.endpoint.is_none() {
             embedded::check_model_dir(&config.engine.model_dir)?;
         }
@@ -167,7 +171,8 @@ impl Gateway {
             let shutdown = async {
                 let _ = http_stopped.await;
             };
-            http_server::serve(http_listener, router, limits, http_metrics, shutdown).await;
+            let tls = http_tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.rustls_config()));
+            http_server::serve(http_listener, router, limits, tls, http_metrics, shutdown).await;
         });
         tracing::info!(%http_addr, engine = %engine_endpoint, "gateway ready");
         Ok(Self {

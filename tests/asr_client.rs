@@ -121,6 +121,7 @@ async fn fake_server(mode: Mode) -> String {
 
 fn client(endpoint: String, final_timeout: Duration) -> AsrClient {
     AsrClient::new(ClientConfig {
+        tls: Default::default(),
         endpoint,
         connect_timeout: Duration::from_secs(5),
         final_timeout,

@@ -111,6 +111,7 @@ async fn engine(workers: usize, queue: usize, interim: Option<Duration>) -> Engi
 
 fn client(e: &Engine) -> AsrClient {
     AsrClient::new(ClientConfig {
+        tls: Default::default(),
         endpoint: e.endpoint.clone(),
         connect_timeout: Duration::from_secs(5),
         final_timeout: GUARD,

@@ -564,6 +564,7 @@ fn commands_config(queue: &str, dlx: &str) -> RabbitCommandsConfig {
         queue: queue.into(),
         dead_letter_exchange: dlx.into(),
         prefetch: 4,
+        ..RabbitCommandsConfig::default()
     }
 }
 

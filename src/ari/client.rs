@@ -1,8 +1,10 @@
 //! ARI REST client: the few requests the gateway makes (snoop, externalMedia, bridges, hangup).
 //!
 //! One `AriClient` per configured Asterisk server. Authentication is HTTP Basic with the
-//! `ari.conf` user; the same credentials open the events WebSocket (`events.rs`). Every
-//! failure names the server and the request, and keeps Asterisk's own `message`.
+//! `ari.conf` user; the same header opens the events and media WebSockets (`websocket.rs`).
+//! An `https://` server is reached over TLS with its `tls` settings (custom CA, client
+//! certificate). Every failure names the server and the request, and keeps Asterisk's own
+//! `message`.
 
 use std::time::Duration;
 
@@ -10,6 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::ari::model::{Channel, ExternalMediaChannel, ParseError};
+use crate::ari::websocket::WsConnector;
+use crate::tls::{ClientTls, TlsSettings};
 
 /// One Asterisk server the gateway controls (`[[ari.servers]]`). Debug output hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -17,7 +21,8 @@ use crate::ari::model::{Channel, ExternalMediaChannel, ParseError};
 pub struct AriServerConfig {
     /// Names the server in logs, errors, events and commands (`media.server`).
     pub id: String,
-    /// Base URL of Asterisk's HTTP server, e.g. `http://10.0.0.5:8088` (no `/ari`).
+    /// Base URL of Asterisk's HTTP server, e.g. `http://10.0.0.5:8088` or
+    /// `https://pbx.example:8089` (no `/ari`). https also makes the WebSockets `wss://`.
     pub url: String,
     /// An `ari.conf` user.
     pub username: String,
@@ -25,6 +30,9 @@ pub struct AriServerConfig {
     /// The Stasis application the gateway registers; dialplan `Stasis(<app>)` sends calls to it.
     #[serde(default = "default_app")]
     pub app: String,
+    /// CA and client certificate for an `https://` url.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for AriServerConfig {
@@ -35,6 +43,7 @@ impl std::fmt::Debug for AriServerConfig {
             .field("username", &self.username)
             .field("password", &"<hidden>")
             .field("app", &self.app)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -112,6 +121,7 @@ pub struct AriClient {
     username: String,
     password: String,
     http: reqwest::Client,
+    websockets: WsConnector,
 }
 
 #[derive(Deserialize)]
@@ -121,30 +131,39 @@ struct AriMessage {
 }
 
 impl AriClient {
-    pub fn new(config: &AriServerConfig, timeout: Duration) -> Self {
+    /// `tls` is `config.tls` loaded (see [`TlsSettings::load`]).
+    pub fn new(config: &AriServerConfig, timeout: Duration, tls: &ClientTls) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(64)
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls.rustls_config()))
             .build()
-            .expect("a reqwest client with only a timeout set builds");
+            .expect("a reqwest client with a timeout and a rustls config builds");
         Self {
             server: config.id.clone(),
             base: format!("{}/ari", config.url.trim_end_matches('/')),
             username: config.username.clone(),
             password: config.password.expose().to_owned(),
             http,
+            websockets: WsConnector::new(&config.username, &config.password, tls.rustls_config()),
         }
+    }
+
+    /// Opens this server's WebSockets with its credentials and TLS settings.
+    pub fn websockets(&self) -> &WsConnector {
+        &self.websockets
     }
 
     pub fn server(&self) -> &str {
         &self.server
     }
 
-    /// `ws(s)://host/media/<connection id>?api_key=user:pass`: where to connect to a
-    /// WebSocket media channel made with `connection_type=server`.
+    /// `ws(s)://host/media/<connection id>`: where to connect to a WebSocket media channel
+    /// made with `connection_type=server` (open it with [`Self::websockets`]; no credentials
+    /// go in the URL).
     pub fn media_url(&self, connection_id: &str) -> String {
         let root = self.base.trim_end_matches("/ari");
-        let ws = if let Some(rest) = root.strip_prefix("https://") {
+        if let Some(rest) = root.strip_prefix("https://") {
             format!("wss://{rest}/media/{}", segment(connection_id))
         } else {
             format!(
@@ -152,11 +171,6 @@ impl AriClient {
                 root.trim_start_matches("http://"),
                 segment(connection_id)
             )
-        };
-        let key = format!("{}:{}", self.username, self.password);
-        match reqwest::Url::parse_with_params(&ws, [("api_key", key.as_str())]) {
-            Ok(url) => url.to_string(),
-            Err(_) => ws,
         }
     }
 
@@ -351,6 +365,9 @@ fn without_url(e: &reqwest::Error) -> String {
     let mut detail = e.to_string();
     if let Some(url) = e.url() {
         detail = detail.replace(&format!(" for url ({url})"), "");
+    }
+    if let Some(cause) = crate::tls::root_cause(e).filter(|c| !detail.contains(c.as_str())) {
+        detail = format!("{detail}: {cause}");
     }
     if e.is_timeout() {
         "timed out".into()

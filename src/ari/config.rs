@@ -148,7 +148,8 @@ impl AriConfig {
                 return Some((
                     key("url"),
                     format!("{:?}", server.url),
-                    "an http:// URL of Asterisk's HTTP server, e.g. http://10.0.0.5:8088".into(),
+                    "an http:// or https:// URL of Asterisk's HTTP server, e.g. http://10.0.0.5:8088"
+                        .into(),
                 ));
             }
             if server.app.is_empty() || server.app.contains([',', '/', ' ']) {
@@ -183,6 +184,7 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
             app: "asr".into(),
+            tls: crate::tls::TlsSettings::default(),
         };
         let twice = AriConfig {
             servers: vec![server.clone(), server],

@@ -26,6 +26,7 @@ use crate::ingest::audiosocket::AudioSocketServer;
 use crate::ingest::manager::{ManagerError, SessionInfo, SessionManager, SessionRequest};
 use crate::ingest::rtp_framing::StreamFormat;
 use crate::metrics::Metrics;
+use crate::tls::ClientTls;
 
 /// Events queued for one tap; a tap hears a handful per call.
 const TAP_EVENTS: usize = 32;
@@ -63,8 +64,13 @@ impl AriController {
         media_host: String,
         audiosocket: Option<Arc<AudioSocketServer>>,
         stop: watch::Receiver<bool>,
+        tls: &ClientTls,
     ) -> Result<Arc<Self>, AriError> {
-        let client = AriClient::new(&server, Duration::from_millis(config.request_timeout_ms));
+        let client = AriClient::new(
+            &server,
+            Duration::from_millis(config.request_timeout_ms),
+            tls,
+        );
         match client.check().await {
             Ok(()) => {
                 tracing::info!(server = %server.id, url = %server.url, app = %server.app, "ARI server answers")
@@ -91,7 +97,8 @@ impl AriController {
             idle: Notify::new(),
         });
         let (feed_tx, feed_rx) = mpsc::channel(FEED);
-        tokio::spawn(events::run(server, feed_tx, stop, move || {
+        let connector = controller.ctx.client.websockets().clone();
+        tokio::spawn(events::run(server, connector, feed_tx, stop, move || {
             metrics.ari_events_malformed.inc()
         }));
         tokio::spawn(controller.clone().route(feed_rx));
@@ -338,6 +345,8 @@ impl AriController {
 pub enum AriStartError {
     #[error("{0}")]
     Server(#[from] AriError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen for AudioSocket on {addr} (ari.audiosocket_listen): {source}")]
     AudioSocket {
         addr: std::net::SocketAddr,
@@ -393,7 +402,8 @@ impl AriHub {
         let shared = Arc::new(config.clone());
         let (stop, stopped) = watch::channel(false);
         let mut controllers = Vec::new();
-        for server in &config.servers {
+        for (i, server) in config.servers.iter().enumerate() {
+            let tls = server.tls.load(&format!("ari.servers[{i}].tls"))?;
             controllers.push(
                 AriController::start(
                     server.clone(),
@@ -405,6 +415,7 @@ impl AriHub {
                     media_host.clone(),
                     audiosocket.clone(),
                     stopped.clone(),
+                    &tls,
                 )
                 .await?,
             );

@@ -13,8 +13,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::ari::client::AriServerConfig;
 use crate::ari::model::Message;
+use crate::ari::websocket::WsConnector;
 
 /// First and longest wait between connection attempts.
+/// Largest ARI event message taken (a ChannelVarset or a StasisStart is a few KiB).
+const MAX_EVENT_MESSAGE: usize = 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -31,7 +34,8 @@ pub enum Feed {
     },
 }
 
-/// `ws(s)://host/ari/events?app=<app>&subscribeAll=false&api_key=user:pass`.
+/// `ws(s)://host/ari/events?app=<app>&subscribeAll=false`. The credentials go in the
+/// `Authorization` header ([`WsConnector`]), never in the URL.
 pub fn events_url(config: &AriServerConfig) -> Result<reqwest::Url, String> {
     let base = config.url.trim_end_matches('/');
     let ws = if let Some(rest) = base.strip_prefix("https://") {
@@ -41,14 +45,9 @@ pub fn events_url(config: &AriServerConfig) -> Result<reqwest::Url, String> {
     } else {
         return Err(format!("url {base:?} must start with http:// or https://"));
     };
-    let key = format!("{}:{}", config.username, config.password.expose());
     reqwest::Url::parse_with_params(
         &ws,
-        [
-            ("app", config.app.as_str()),
-            ("subscribeAll", "false"),
-            ("api_key", key.as_str()),
-        ],
+        [("app", config.app.as_str()), ("subscribeAll", "false")],
     )
     .map_err(|e| e.to_string())
 }
@@ -57,6 +56,7 @@ pub fn events_url(config: &AriServerConfig) -> Result<reqwest::Url, String> {
 /// must not be lost between the socket and the controller).
 pub async fn run(
     config: AriServerConfig,
+    connector: WsConnector,
     feed: mpsc::Sender<Feed>,
     mut stop: watch::Receiver<bool>,
     malformed: impl Fn(),
@@ -74,13 +74,13 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let connect = connector.connect(url.as_str(), MAX_EVENT_MESSAGE);
         let socket = tokio::select! {
             r = connect => r,
             () = stopped(&mut stop) => return,
         };
         let mut socket = match socket {
-            Ok((socket, _)) => socket,
+            Ok(socket) => socket,
             Err(e) => {
                 tracing::warn!(server = %config.id, error = %e, retry_ms = backoff.as_millis() as u64,
                     "ARI events: cannot connect");
@@ -150,17 +150,19 @@ mod tests {
             username: "asr".into(),
             password: "p@ss word".into(),
             app: "asr-gateway".into(),
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 
     #[test]
-    fn events_url_maps_the_scheme_and_escapes_the_key() {
+    fn events_url_maps_the_scheme_and_carries_no_credentials() {
         let url = events_url(&server("http://10.0.0.5:8088/")).unwrap();
         assert_eq!(url.scheme(), "ws");
         assert_eq!(url.path(), "/ari/events");
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert!(pairs.contains(&("app".into(), "asr-gateway".into())));
-        assert!(pairs.contains(&("api_key".into(), "asr:p@ss word".into())));
+        assert!(pairs.iter().all(|(k, _)| k != "api_key"), "{url}");
+        assert!(!url.as_str().contains("p@ss"), "{url}");
         assert_eq!(events_url(&server("https://pbx")).unwrap().scheme(), "wss");
         assert!(events_url(&server("pbx:8088")).is_err());
     }

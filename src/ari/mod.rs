@@ -8,6 +8,7 @@ pub mod events;
 pub mod model;
 pub mod outcome;
 pub mod tap;
+pub mod websocket;
 
 pub use model::{
     CallerId, Channel, ChannelState, DialplanCep, Event, ExternalMediaChannel, Message, ParseError,

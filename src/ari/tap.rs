@@ -288,6 +288,7 @@ async fn connect_media_socket(
     };
     let target = WsMediaTarget {
         url: ctx.client.media_url(connection),
+        connector: ctx.client.websockets().clone(),
         format,
         session_id: tap.session.info.session_id.clone(),
     };

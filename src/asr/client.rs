@@ -5,6 +5,10 @@
 //! final may still be pending while N+1 streams. A full channel fails that stream with
 //! `Backpressure`; every other failure is mapped from the gRPC status. A failure ends only
 //! its stream.
+//!
+//! An `https://` endpoint is reached over TLS (rustls): the engine's certificate must chain
+//! to `asr.tls.ca_file` (else the bundled Mozilla roots), and `asr.tls.client_cert_file` +
+//! `client_key_file` are presented when the engine asks for a client certificate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use crate::asr::proto::recognize_request::Request as Msg;
@@ -26,14 +30,17 @@ use crate::asr::types::{
     AsrAudio, AsrControl, AsrFailure, AsrRequest, AsrUpdate, Hypothesis, StreamOptions,
     UtteranceId, Word,
 };
+use crate::tls::{TlsError, TlsSettings};
 
 /// Requests queued per open stream: about 5 s of 20 ms frames.
 const STREAM_BUFFER: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// `http://host:port` of a server of `asr.v1.Recognizer`.
+    /// `http://host:port` or `https://host:port` of a server of `asr.v1.Recognizer`.
     pub endpoint: String,
+    /// CA and client certificate for an `https://` endpoint (`asr.tls`).
+    pub tls: TlsSettings,
     pub connect_timeout: Duration,
     /// After `End`, how long to wait for the engine to close the stream before `Timeout`.
     pub final_timeout: Duration,
@@ -43,6 +50,8 @@ pub struct ClientConfig {
 pub enum ClientError {
     #[error("invalid engine endpoint {endpoint:?}: {detail}")]
     BadEndpoint { endpoint: String, detail: String },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Cheap to clone: shares one HTTP/2 connection (lazily connected) across sessions.
@@ -65,20 +74,21 @@ impl AsrClient {
             endpoint: config.endpoint.clone(),
             detail: detail.to_string(),
         };
-        if config.endpoint.starts_with("https://") {
-            return Err(bad(
-                "https is not supported by this build (no TLS); use http://host:port",
-            ));
+        let secure = config.endpoint.starts_with("https://");
+        if !secure && !config.endpoint.starts_with("http://") {
+            return Err(bad("expected http://host:port or https://host:port"));
         }
-        if !config.endpoint.starts_with("http://") {
-            return Err(bad("expected http://host:port"));
-        }
-        let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
             .map_err(|e| bad(&e.to_string()))?
             .connect_timeout(config.connect_timeout)
             // Notice a dead engine during a long call-mode stream.
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10));
+        if secure {
+            endpoint = endpoint
+                .tls_config(tonic_tls(&config.tls)?)
+                .map_err(|e| bad(&e.to_string()))?;
+        }
         Ok(AsrClient {
             shared: Arc::new(Shared {
                 channel: endpoint.connect_lazy(),
@@ -98,6 +108,21 @@ impl AsrClient {
     ) -> JoinHandle<()> {
         tokio::spawn(run_session(self.shared.clone(), options, requests, updates))
     }
+}
+
+/// tonic's TLS settings from `asr.tls`: the custom CA alone when set (else the bundled
+/// roots), and the client certificate when set. The files are checked by loading them.
+fn tonic_tls(settings: &TlsSettings) -> Result<ClientTlsConfig, TlsError> {
+    let loaded = settings.load("asr.tls")?;
+    let mut tls = ClientTlsConfig::new();
+    tls = match loaded.ca_pem() {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+        None => tls.with_webpki_roots(),
+    };
+    if let Some((cert, key)) = loaded.identity_pem() {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(tls)
 }
 
 /// The session's handle on one open stream. Dropping it closes the request side.
@@ -355,11 +380,16 @@ fn hypothesis(
 
 /// Map a gRPC status (from the engine or from the transport) to a failure.
 fn failure(s: &Status, shared: &Shared) -> AsrFailure {
-    let detail = if s.message().is_empty() {
+    let mut detail = if s.message().is_empty() {
         s.code().description().to_string()
     } else {
         crate::ids::cut_to(s.message().to_string(), MAX_DETAIL_BYTES)
     };
+    // A connection that failed says only "transport error"; its root cause (refused, an
+    // untrusted certificate) is what the operator needs.
+    if let Some(cause) = crate::tls::root_cause(s).filter(|c| !detail.contains(c.as_str())) {
+        detail = format!("{detail}: {cause}");
+    }
     match s.code() {
         Code::ResourceExhausted => AsrFailure::Busy {
             // Our engine's message starts with "engine busy: "; the failure says it already.
@@ -505,6 +535,7 @@ mod tests {
     async fn status_mapping() {
         let client = AsrClient::new(ClientConfig {
             endpoint: "http://127.0.0.1:1".into(),
+            tls: TlsSettings::default(),
             connect_timeout: Duration::from_secs(1),
             final_timeout: Duration::from_secs(2),
         })
@@ -537,11 +568,13 @@ mod tests {
     async fn endpoints_are_checked() {
         let cfg = |e: &str| ClientConfig {
             endpoint: e.into(),
+            tls: TlsSettings::default(),
             connect_timeout: Duration::from_secs(1),
             final_timeout: Duration::from_secs(1),
         };
         assert!(AsrClient::new(cfg("127.0.0.1:50051")).is_err());
-        assert!(AsrClient::new(cfg("https://engine:443")).is_err());
+        assert!(AsrClient::new(cfg("https://engine:443")).is_ok());
+        assert!(AsrClient::new(cfg("grpc://engine:443")).is_err());
         assert!(AsrClient::new(cfg("http://engine:50051")).is_ok());
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP API's listener, bounded: a connection cap, a deadline for each request head, and
-//! an idle timeout, so slow or silent clients cannot hold the API down.
+//! The HTTP API's listener, bounded: a connection cap, a deadline for each request head (and
+//! TLS handshake), and an idle timeout, so slow or silent clients cannot hold the API down.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
@@ -27,11 +28,13 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
 }
 
-/// Serve `router` until `shutdown` completes, then let requests in flight finish.
+/// Serve `router` until `shutdown` completes, then let requests in flight finish. With
+/// `tls`, every connection is HTTPS (the handshake counts against the head deadline).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -61,8 +64,24 @@ pub async fn serve(
         let router = router.clone();
         let metrics = metrics.clone();
         let stopping = stopping.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(stream, peer, router, limits, &metrics, stopping).await;
+            match tls {
+                None => serve_connection(stream, peer, router, limits, &metrics, stopping).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, limits, &metrics, stopping)
+                                .await
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
+                        Err(_) => metrics.http_connections_timed_out.inc(),
+                    }
+                }
+            }
             drop(slot);
         });
         while connections.try_join_next().is_some() {}
@@ -88,14 +107,16 @@ impl Activity {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<Io>(
+    stream: Io,
     peer: std::net::SocketAddr,
     router: Router,
     limits: HttpLimits,
     metrics: &Metrics,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last_done: Mutex::new(Instant::now()),

@@ -51,6 +51,8 @@ pub struct NatsCommandsConfig {
     /// Commands fetched per pull request. Fetched commands wait locally with their `ack_wait`
     /// running, so keep it small: a few handled per second each.
     pub pull_batch: usize,
+    /// CA and client certificate for TLS (`tls://` url, or a server that asks for it).
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for NatsCommandsConfig {
@@ -64,6 +66,7 @@ impl Default for NatsCommandsConfig {
             ack_wait_s: 30,
             max_deliver: 5,
             pull_batch: 10,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -165,7 +168,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandsError> {
     config.validate()?;
-    let client = connect_client(config.url.expose(), "asr-gateway commands").await?;
+    let tls = config
+        .tls
+        .load("commands.nats.tls")
+        .map_err(NatsError::from)?;
+    let client = connect_client(config.url.expose(), "asr-gateway commands", &tls).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(API_TIMEOUT)
         .build(client.clone());

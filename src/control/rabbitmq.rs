@@ -35,7 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitCommandsConfig {
-    /// AMQP URI with credentials and vhost (`%2f` is `/`).
+    /// AMQP URI with credentials and vhost (`%2f` is `/`); `amqps://` for TLS.
     pub url: crate::secret::SecretUrl,
     /// Durable queue the commands arrive on; its dead-letter queue is `<queue>.dead`.
     pub queue: String,
@@ -43,6 +43,8 @@ pub struct RabbitCommandsConfig {
     pub dead_letter_exchange: String,
     /// Most unacked deliveries held by this process at once (1..=65535).
     pub prefetch: u16,
+    /// CA and client certificate for an `amqps://` url.
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for RabbitCommandsConfig {
@@ -52,6 +54,7 @@ impl Default for RabbitCommandsConfig {
             queue: "asr.commands".into(),
             dead_letter_exchange: "asr.commands.dlx".into(),
             prefetch: 16,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -67,11 +70,15 @@ pub enum RabbitCommandsError {
     EmptyName { field: &'static str },
     #[error("rabbitmq commands: prefetch must be at least 1")]
     ZeroPrefetch,
+    #[error("rabbitmq commands: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Validated names, ready for the wire.
 struct Target {
     uri: AMQPUri,
+    /// Holds the client key, if any: never logged or printed.
+    tls: lapin::tcp::OwnedTLSConfig,
     endpoint: String,
     queue: ShortString,
     dead_queue: ShortString,
@@ -201,6 +208,7 @@ impl Target {
                 uri.authority.host, uri.authority.port, uri.vhost
             ),
             uri,
+            tls: crate::events::rabbitmq::amqp_tls(&config.tls.load("commands.rabbitmq.tls")?),
             queue: name("queue", config.queue.clone())?,
             dead_queue: name("queue", format!("{}.dead", config.queue))?,
             dlx: name("dead_letter_exchange", config.dead_letter_exchange.clone())?,
@@ -211,7 +219,13 @@ impl Target {
     async fn open(&self) -> Result<Link, lapin::Error> {
         let props =
             ConnectionProperties::default().with_connection_name("asr-gateway commands".into());
-        let connection = Connection::connect_uri(self.uri.clone(), props).await?;
+        let connection = Connection::connect_uri_with_config(
+            self.uri.clone(),
+            props,
+            self.tls.clone(),
+            lapin::runtime::default_runtime()?,
+        )
+        .await?;
         let channel = connection.create_channel().await?;
         let durable_exchange = ExchangeDeclareOptions {
             durable: true,

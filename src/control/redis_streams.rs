@@ -59,6 +59,8 @@ pub struct RedisCommandsConfig {
     pub payload_field: String,
     /// Bound on connecting and on each non-blocking Redis reply (ms).
     pub timeout_ms: u64,
+    /// CA and client certificate for a `rediss://` url.
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for RedisCommandsConfig {
@@ -74,6 +76,7 @@ impl Default for RedisCommandsConfig {
             read_count: 16,
             payload_field: "payload".into(),
             timeout_ms: 5_000,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -107,6 +110,8 @@ pub enum CommandsError {
         #[source]
         source: RedisError,
     },
+    #[error("redis commands: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Why one connection's session ended; all are retried after a backoff.
@@ -125,10 +130,13 @@ pub async fn run(
     handler: Arc<dyn CommandHandler>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandsError> {
-    let client = redis::Client::open(config.url.expose()).map_err(|source| CommandsError::Url {
-        url: config.url.clone(),
-        source,
-    })?;
+    let tls = config.tls.load("commands.redis.tls")?;
+    let client = crate::events::redis_streams::open_client(config.url.expose(), &tls).map_err(
+        |source| CommandsError::Url {
+            url: config.url.clone(),
+            source,
+        },
+    )?;
     let consumer = config.consumer_name();
     tracing::info!(stream = %config.stream, group = %config.group, %consumer,
         "redis command consumer starting");

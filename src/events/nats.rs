@@ -15,6 +15,10 @@
 //! client); a connection lost mid-batch ends in `Timeout` after at most `ack_timeout_ms`.
 //! The stream is looked up (or created) on the first publish after connecting, and again after
 //! the server answers "no stream".
+//!
+//! TLS: a `tls://` url requires it; a `nats://` server that asks for TLS gets it too. Either
+//! way the server's certificate must chain to `tls.ca_file` (else the bundled Mozilla
+//! roots), and `tls.client_cert_file` + `client_key_file` are presented when set.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ use async_nats::jetstream::{self, stream};
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{ClientTls, TlsError, TlsSettings};
 
 const SINK: &str = "nats";
 
@@ -39,7 +44,7 @@ const MAX_ACK_INFLIGHT: usize = 65_536;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    /// Server URL, e.g. `nats://127.0.0.1:4222` or `tls://nats.example:4222`.
     pub url: crate::secret::SecretUrl,
     /// JetStream stream name; created (file storage) if missing, left as is if present.
     pub stream: String,
@@ -49,6 +54,8 @@ pub struct NatsConfig {
     pub duplicate_window_s: u64,
     /// Longest a batch may take from its first send to its last PubAck, ms.
     pub ack_timeout_ms: u64,
+    /// CA and client certificate for TLS.
+    pub tls: TlsSettings,
 }
 
 impl Default for NatsConfig {
@@ -59,6 +66,7 @@ impl Default for NatsConfig {
             subject_prefix: "asr".into(),
             duplicate_window_s: 120,
             ack_timeout_ms: 5_000,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -77,6 +85,8 @@ pub enum NatsError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("nats: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl NatsConfig {
@@ -181,7 +191,8 @@ impl NatsSink {
     /// error (publishes fail with `Unavailable` until it is reached).
     pub async fn connect(config: NatsConfig) -> Result<Self, NatsError> {
         config.validate()?;
-        let client = connect_client(config.url.expose(), "asr-gateway events").await?;
+        let tls = config.tls.load("events.nats.tls")?;
+        let client = connect_client(config.url.expose(), "asr-gateway events", &tls).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_millis(config.ack_timeout_ms))
             .max_ack_inflight(MAX_ACK_INFLIGHT)
@@ -306,11 +317,16 @@ impl NatsSink {
 }
 
 /// A client that connects in the background and reconnects forever. Only a malformed URL fails.
+/// TLS, when the url (`tls://`) or the server asks for it, uses `tls`.
 ///
 /// Credentials in the URL (`nats://user:password@host`, `nats://token@host`) are taken out
 /// of it and given to the client apart: the client logs the server address it dials at
 /// debug level, and a password must not be in it.
-pub(crate) async fn connect_client(url: &str, name: &str) -> Result<async_nats::Client, NatsError> {
+pub(crate) async fn connect_client(
+    url: &str,
+    name: &str,
+    tls: &ClientTls,
+) -> Result<async_nats::Client, NatsError> {
     let (url, credentials) = split_credentials(url);
     let url = url.as_str();
     let options = match credentials {
@@ -322,6 +338,8 @@ pub(crate) async fn connect_client(url: &str, name: &str) -> Result<async_nats::
     };
     let client = options
         .name(name)
+        .tls_client_config(rustls::ClientConfig::clone(&tls.rustls_config()))
+        .require_tls(url.starts_with("tls://"))
         .retry_on_initial_connect()
         .max_reconnects(None)
         // A silent peer (no FIN) is noticed after two missed pings.

@@ -11,6 +11,11 @@
 //! fails because the broker is down. The first `publish` connects; a lost connection is
 //! noticed by the next `publish`, which reconnects once (bounded by `connect_timeout_ms`)
 //! and otherwise returns [`SinkError::Unavailable`] for the outbox to retry with backoff.
+//!
+//! TLS: an `amqps://` url connects over TLS; the broker's certificate must chain to
+//! `tls.ca_file` (trusted in addition to the bundled Mozilla roots), and
+//! `tls.client_cert_file` + `client_key_file` are presented when set ([`amqp_tls`], shared
+//! with the commands).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +23,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{
@@ -28,6 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{ClientTls, TlsSettings};
 
 const SINK: &str = "rabbitmq";
 const CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -39,7 +46,7 @@ const PREFIX_MAX: usize = 96;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitConfig {
-    /// AMQP URI with credentials and vhost (`%2f` is `/`); `?heartbeat=N` is honoured.
+    /// AMQP URI with credentials and vhost (`%2f` is `/`), `?heartbeat=N` honoured; `amqps://` for TLS.
     pub url: crate::secret::SecretUrl,
     /// Topic exchange the events go to; declared durable on every (re)connect.
     pub exchange: String,
@@ -53,6 +60,8 @@ pub struct RabbitConfig {
     /// (held in the outbox) instead of being discarded by the broker. Off by default, since
     /// with it on a deployment with no consumer bound yet holds every event behind the first.
     pub mandatory: bool,
+    /// CA and client certificate for an `amqps://` url.
+    pub tls: TlsSettings,
 }
 
 impl Default for RabbitConfig {
@@ -64,6 +73,7 @@ impl Default for RabbitConfig {
             confirm_timeout_ms: 5_000,
             connect_timeout_ms: 3_000,
             mandatory: false,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -92,6 +102,8 @@ enum BatchError {
 pub struct RabbitSink {
     config: RabbitConfig,
     uri: AMQPUri,
+    /// Holds the client key, if any: never logged or printed.
+    tls: OwnedTLSConfig,
     exchange: ShortString,
     /// `host:port (vhost v)`, for logs and errors (never the credentials).
     endpoint: String,
@@ -130,9 +142,14 @@ impl RabbitSink {
             "{}:{} (vhost {})",
             uri.authority.host, uri.authority.port, uri.vhost
         );
+        let tls = config
+            .tls
+            .load("events.rabbitmq.tls")
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             config,
             uri,
+            tls: amqp_tls(&tls),
             exchange,
             endpoint,
             link: Mutex::new(None),
@@ -171,7 +188,13 @@ impl RabbitSink {
         let props =
             ConnectionProperties::default().with_connection_name("asr-gateway events".into());
         let attempt = async {
-            let connection = Connection::connect_uri(self.uri.clone(), props).await?;
+            let connection = Connection::connect_uri_with_config(
+                self.uri.clone(),
+                props,
+                self.tls.clone(),
+                lapin::runtime::default_runtime()?,
+            )
+            .await?;
             let channel = connection.create_channel().await?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
@@ -339,6 +362,19 @@ impl Sink for RabbitSink {
 
 /// `<prefix>.<call id>.<type>` (no leading dot when the prefix is empty); dots in the call id
 /// become `_` so the call id is one topic word.
+/// lapin's TLS settings: the CA (added to the bundled roots) and the client certificate.
+pub(crate) fn amqp_tls(tls: &ClientTls) -> OwnedTLSConfig {
+    OwnedTLSConfig {
+        identity: tls.identity_pem().map(|(cert, key)| OwnedIdentity::PKCS8 {
+            pem: cert.to_vec(),
+            key: key.to_vec(),
+        }),
+        cert_chain: tls
+            .ca_pem()
+            .map(|pem| String::from_utf8_lossy(pem).into_owned()),
+    }
+}
+
 pub fn routing_key(prefix: &str, call_id: &str, kind: &str) -> String {
     let mut key = String::with_capacity(prefix.len() + call_id.len() + kind.len() + 2);
     if !prefix.is_empty() {

@@ -11,6 +11,10 @@
 //! manager reconnects in the background; the outbox's retry then succeeds once Redis is back.
 //! A pipeline cut off midway may have written a prefix of the batch: the retry writes those
 //! events again with the same `id` field, so consumers dedup by `id` (at-least-once).
+//!
+//! TLS: a `rediss://` url connects over TLS; the server's certificate must chain to
+//! `tls.ca_file` (else the bundled Mozilla roots), and `tls.client_cert_file` +
+//! `client_key_file` are presented when set ([`open_client`], shared with the commands).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use tokio::sync::OnceCell;
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{ClientTls, TlsError, TlsSettings};
 
 const SINK: &str = "redis";
 
@@ -38,7 +43,7 @@ pub enum StreamPer {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS.
     pub url: crate::secret::SecretUrl,
     pub stream_per: StreamPer,
     /// The stream key (per-app mode) or the key prefix (per-call mode: `<stream>:<call id>`).
@@ -48,6 +53,8 @@ pub struct RedisConfig {
     pub maxlen: usize,
     /// Bound on one publish (connecting included) and on each Redis reply.
     pub timeout_ms: u64,
+    /// CA and client certificate for a `rediss://` url.
+    pub tls: TlsSettings,
 }
 
 impl Default for RedisConfig {
@@ -58,6 +65,7 @@ impl Default for RedisConfig {
             stream: "asr:events".into(),
             maxlen: 100_000,
             timeout_ms: 5_000,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -70,6 +78,8 @@ pub enum RedisSinkError {
         #[source]
         source: RedisError,
     },
+    #[error("redis sink: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The Redis Streams sink. Cheap to share; `publish` may be called concurrently, but the
@@ -93,8 +103,9 @@ impl std::fmt::Debug for RedisSink {
 impl RedisSink {
     /// Check the URL; no connection is made here (see the module docs).
     pub fn new(config: RedisConfig) -> Result<Self, RedisSinkError> {
+        let tls = config.tls.load("events.redis.tls")?;
         let client =
-            redis::Client::open(config.url.expose()).map_err(|source| RedisSinkError::Url {
+            open_client(config.url.expose(), &tls).map_err(|source| RedisSinkError::Url {
                 url: config.url.clone(),
                 source,
             })?;
@@ -155,6 +166,25 @@ impl RedisSink {
         }
         pipe
     }
+}
+
+/// A client for `url`: over TLS with `tls` for `rediss://`, plain otherwise.
+pub(crate) fn open_client(url: &str, tls: &ClientTls) -> Result<redis::Client, RedisError> {
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url);
+    }
+    // redis builds its rustls configuration on the process-wide provider.
+    crate::tls::install_default_provider();
+    let certificates = redis::TlsCertificates {
+        client_tls: tls
+            .identity_pem()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.to_vec(),
+                client_key: key.to_vec(),
+            }),
+        root_cert: tls.ca_pem().map(<[u8]>::to_vec),
+    };
+    redis::Client::build_with_tls(url, certificates)
 }
 
 impl Sink for RedisSink {

@@ -1,5 +1,9 @@
 //! Webhook sink: HTTP POST with an HMAC-SHA256 signature header, timeout, retries with backoff.
 //!
+//! `https://` URLs go over TLS (rustls): the receiver's certificate must chain to
+//! `tls.ca_file` (else the bundled Mozilla roots); `tls.client_cert_file` + `client_key_file`
+//! are presented when the receiver asks for a client certificate.
+//!
 //! Wire form (CloudEvents HTTP binding, structured mode):
 //! - `batch = false` (default): one POST per event, in batch order; body = the event's
 //!   CloudEvents JSON byte for byte; `Content-Type: application/cloudevents+json`.
@@ -27,6 +31,7 @@ use sha2::Sha256;
 
 use crate::events::outgoing::OutgoingEvent;
 use crate::events::sink::{Sink, SinkError, SinkFuture};
+use crate::tls::{TlsError, TlsSettings};
 
 const SINK: &str = "webhook";
 pub const CONTENT_TYPE_SINGLE: &str = "application/cloudevents+json; charset=utf-8";
@@ -35,7 +40,7 @@ pub const CONTENT_TYPE_BATCH: &str = "application/cloudevents-batch+json; charse
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
-    /// `http://host:port/path`. (This build has no TLS: `https` is refused at startup.)
+    /// `http://host:port/path` or `https://host:port/path`.
     pub url: crate::secret::SecretUrl,
     /// HMAC-SHA256 key. `None`: requests go unsigned (a warning is logged at startup).
     pub secret: Option<crate::secret::Secret>,
@@ -49,6 +54,8 @@ pub struct WebhookConfig {
     pub header: String,
     /// One POST per batch (JSON array) instead of one per event.
     pub batch: bool,
+    /// CA and client certificate for an `https://` url.
+    pub tls: TlsSettings,
 }
 
 impl Default for WebhookConfig {
@@ -62,13 +69,14 @@ impl Default for WebhookConfig {
             backoff_max_ms: 5_000,
             header: "X-Asr-Signature".into(),
             batch: false,
+            tls: TlsSettings::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook: url {url:?} is not a valid http:// URL: {reason}")]
+    #[error("webhook: url {url:?} is not a valid http:// or https:// URL: {reason}")]
     Url {
         url: crate::secret::SecretUrl,
         reason: &'static str,
@@ -77,6 +85,8 @@ pub enum WebhookError {
     Header(String),
     #[error("webhook: HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("webhook: {0}")]
+    Tls(#[from] TlsError),
 }
 
 pub struct WebhookSink {
@@ -110,17 +120,17 @@ impl WebhookSink {
         };
         let url =
             reqwest::Url::parse(config.url.expose()).map_err(|_| url_error("does not parse"))?;
-        match url.scheme() {
-            "http" => {}
-            "https" => return Err(url_error("https needs TLS, which this build leaves out")),
-            _ => return Err(url_error("scheme must be http")),
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(url_error("scheme must be http or https"));
         }
+        let tls = config.tls.load("events.webhook.tls")?;
         let header = HeaderName::from_bytes(config.header.as_bytes())
             .map_err(|_| WebhookError::Header(config.header.clone()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .connect_timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .redirect(reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls.rustls_config()))
             .build()
             .map_err(WebhookError::Client)?;
         if config.secret.is_none() {
@@ -243,10 +253,12 @@ impl WebhookSink {
                 after_ms: self.config.timeout_ms,
             }
         } else {
-            SinkError::Unavailable {
-                sink: SINK,
-                detail: format!("{}: {}", self.config.url, e.without_url()),
+            let cause = crate::tls::root_cause(&e);
+            let mut detail = format!("{}: {}", self.config.url, e.without_url());
+            if let Some(cause) = cause.filter(|c| !detail.contains(c.as_str())) {
+                detail = format!("{detail}: {cause}");
             }
+            SinkError::Unavailable { sink: SINK, detail }
         };
         Failure {
             error,
@@ -370,7 +382,8 @@ mod tests {
             })
         };
         assert!(ok("http://127.0.0.1:9/x").is_ok());
-        assert!(ok("https://example.com/").is_err());
+        assert!(ok("https://example.com/").is_ok());
+        assert!(ok("ftp://example.com/").is_err());
         assert!(ok("").is_err());
         assert!(ok("ftp://x/").is_err());
         let c: WebhookConfig = toml::from_str("url = \"http://h/\"\nsecret = \"s\"").unwrap();

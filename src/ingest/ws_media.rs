@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::ingest::manager::SessionManager;
@@ -27,8 +26,10 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Where and how to connect.
 pub struct WsMediaTarget {
-    /// `ws://host:port/media/<connection id>`, with `api_key` when the server wants one.
+    /// `ws(s)://host:port/media/<connection id>`.
     pub url: String,
+    /// The ARI server's credentials (as a header) and TLS settings.
+    pub connector: crate::ari::websocket::WsConnector,
     /// The format asked of externalMedia (the frames carry nothing that says).
     pub format: StreamFormat,
     pub session_id: String,
@@ -48,12 +49,8 @@ pub async fn start(
     manager: Arc<SessionManager>,
     metrics: Arc<Metrics>,
 ) -> Result<(), WsMediaError> {
-    let limits = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
-    let connect =
-        tokio_tungstenite::connect_async_with_config(target.url.as_str(), Some(limits), false);
-    let (socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+    let connect = target.connector.connect(&target.url, MAX_MESSAGE);
+    let socket = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
         Ok(connected) => connected.map_err(|e| WsMediaError::Connect(e.to_string()))?,
         Err(_) => {
             metrics.stream_connections_refused.inc();

@@ -57,6 +57,12 @@ pub(super) async fn handle(Shared(fake): Shared<FakeAsterisk>, req: Request) -> 
     if is_ari {
         fake.log_request(&method, &path);
     }
+    if path == "/ari/events" {
+        fake.log_events_request(
+            parts.headers.contains_key(header::AUTHORIZATION),
+            parts.uri.query().unwrap_or_default(),
+        );
+    }
     let params: Params = match Query::<Params>::try_from_uri(&parts.uri) {
         Ok(Query(p)) => p,
         Err(e) => return error(400, &format!("Malformed query string: {e}")),

@@ -66,6 +66,9 @@
 //! client mode, RFC 4733 on RTP (Asterisk sends none there), audio the app sends back
 //! (ignored), bridge events other than ChannelEnteredBridge/ChannelLeftBridge.
 //!
+//! TLS: [`FakeAsterisk::start_with_tls`] serves HTTPS and WSS (as Asterisk's `tlsenable`)
+//! and records how each `/ari/events` request authenticated ([`FakeAsterisk::events_requests`]).
+//!
 //! Layout: `ari` (HTTP entry, routing, REST handlers), `external` (externalMedia and the
 //! media WebSocket upgrade), `request` (auth, parameters), `events` (ARI JSON, events
 //! socket), `model` (channels, Stasis, hangups), `bridging` (bridges and the media flows
@@ -142,6 +145,10 @@ pub struct FakeAsterisk {
 struct Inner {
     config: FakeConfig,
     addr: SocketAddr,
+    /// Serve HTTPS / WSS with this certificate instead of plain HTTP.
+    tls: Option<asr_gateway::tls::ServerTls>,
+    /// Every `/ari/events` request: (carried an `Authorization` header, its query string).
+    events_requests: Mutex<Vec<(bool, String)>>,
     state: Mutex<State>,
     rules: Mutex<Vec<FailRule>>,
     log: Mutex<Vec<(String, String)>>,
@@ -176,6 +183,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl FakeAsterisk {
     /// Starts the fake on 127.0.0.1 with a random port. Needs a tokio runtime.
     pub async fn start(config: FakeConfig) -> FakeAsterisk {
+        Self::start_with_tls(config, None).await
+    }
+
+    /// Like [`Self::start`], serving HTTPS and WSS with `tls` when given.
+    pub async fn start_with_tls(
+        config: FakeConfig,
+        tls: Option<asr_gateway::tls::ServerTls>,
+    ) -> FakeAsterisk {
         let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("fake Asterisk: bind");
         let addr = listener.local_addr().expect("fake Asterisk: local address");
         let counters = Arc::new(media::Counters::default());
@@ -184,6 +199,8 @@ impl FakeAsterisk {
             inner: Arc::new(Inner {
                 config,
                 addr,
+                tls,
+                events_requests: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 rules: Mutex::new(Vec::new()),
                 log: Mutex::new(Vec::new()),
@@ -202,24 +219,49 @@ impl FakeAsterisk {
         let app = axum::Router::new()
             .fallback(ari::handle)
             .with_state(self.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = match &self.inner.tls {
+            Some(tls) => {
+                let listener = asr_gateway::tls::TlsListener::new(listener, tls)
+                    .expect("fake Asterisk: TLS listener");
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await;
                 })
-                .await;
-        });
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+            }),
+        };
         Server { stop, task }
     }
 
-    /// `http://127.0.0.1:PORT` (ARI is under `/ari`, media WebSockets under `/media`).
+    /// `http://127.0.0.1:PORT` (ARI is under `/ari`, media WebSockets under `/media`);
+    /// `https://localhost:PORT` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.inner.addr)
+        match self.inner.tls {
+            Some(_) => format!("https://localhost:{}", self.inner.addr.port()),
+            None => format!("http://{}", self.inner.addr),
+        }
     }
 
-    /// `ws://127.0.0.1:PORT` (events at `/ari/events`, media at `/media/<id>`).
+    /// `ws://127.0.0.1:PORT` (events at `/ari/events`, media at `/media/<id>`);
+    /// `wss://localhost:PORT` when serving TLS.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.inner.addr)
+        match self.inner.tls {
+            Some(_) => format!("wss://localhost:{}", self.inner.addr.port()),
+            None => format!("ws://{}", self.inner.addr),
+        }
+    }
+
+    /// Every `/ari/events` request so far: (carried an `Authorization` header, its query).
+    pub fn events_requests(&self) -> Vec<(bool, String)> {
+        lock(&self.inner.events_requests).clone()
     }
 
     /// The HTTP server's address.
@@ -360,6 +402,10 @@ impl FakeAsterisk {
 
     fn log_request(&self, method: &str, path: &str) {
         lock(&self.inner.log).push((method.to_owned(), path.to_owned()));
+    }
+
+    fn log_events_request(&self, authorization: bool, query: &str) {
+        lock(&self.inner.events_requests).push((authorization, query.to_owned()));
     }
 
     /// RTP packets sent by all externalMedia channels so far.
