@@ -453,7 +453,7 @@ async fn webhook_over_https_with_the_custom_ca() {
     let ca = TestCa::new("webhook");
     let (url, bodies) = https_receiver(&ca.server("receiver")).await;
     let sink = WebhookSink::new(WebhookConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         tls: with_ca(&ca),
         max_attempts: 1,
         ..WebhookConfig::default()
@@ -470,7 +470,7 @@ async fn webhook_over_https_with_the_custom_ca() {
 
     // Without the CA the receiver's certificate is not trusted: nothing is delivered.
     let untrusting = WebhookSink::new(WebhookConfig {
-        url,
+        url: url.into(),
         max_attempts: 1,
         ..WebhookConfig::default()
     })

@@ -168,7 +168,7 @@ async fn redis_events_and_commands_over_tls() {
 
     use asr_gateway::events::redis_streams::{RedisConfig, RedisSink};
     let sink = RedisSink::new(RedisConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         stream: "tls:events".into(),
         tls: tls.clone(),
         ..RedisConfig::default()
@@ -200,7 +200,7 @@ async fn redis_events_and_commands_over_tls() {
 
     // Without a client certificate the server refuses us.
     let refused = RedisSink::new(RedisConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         stream: "tls:refused".into(),
         timeout_ms: 2_000,
         tls: TlsSettings {
@@ -217,7 +217,7 @@ async fn redis_events_and_commands_over_tls() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = tokio::spawn(commands::run(
         RedisCommandsConfig {
-            url,
+            url: url.into(),
             stream: "tls:commands".into(),
             consumer: Some("tls-test".into()),
             block_ms: 200,
@@ -288,7 +288,7 @@ async fn nats_events_and_commands_over_tls() {
 
     use asr_gateway::events::nats::{NatsConfig, NatsSink};
     let sink = NatsSink::connect(NatsConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         stream: "TLS_EVENTS".into(),
         subject_prefix: "tlsasr".into(),
         tls: tls.clone(),
@@ -317,7 +317,7 @@ async fn nats_events_and_commands_over_tls() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = tokio::spawn(commands::run(
         NatsCommandsConfig {
-            url,
+            url: url.into(),
             stream: "TLS_COMMANDS".into(),
             subject: "tls-commands".into(),
             tls,
@@ -437,7 +437,7 @@ async fn amqps_events_and_commands_through_a_tls_proxy() {
 
     use asr_gateway::events::rabbitmq::{RabbitConfig, RabbitSink};
     let sink = RabbitSink::connect(RabbitConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         exchange: exchange.clone(),
         tls: tls.clone(),
         ..RabbitConfig::default()
@@ -461,7 +461,7 @@ async fn amqps_events_and_commands_through_a_tls_proxy() {
     let command_queue = format!("asr.tls.commands.{tag}");
     let consumer = tokio::spawn(commands::run(
         RabbitCommandsConfig {
-            url,
+            url: url.into(),
             queue: command_queue.clone(),
             dead_letter_exchange: format!("asr.tls.dlx.{tag}"),
             tls,

@@ -145,7 +145,11 @@ impl AriClient {
             username: config.username.clone(),
             password: config.password.expose().to_owned(),
             http,
-            websockets: WsConnector::new(&config.username, &config.password, tls.rustls_config()),
+            websockets: WsConnector::new(
+                &config.username,
+                config.password.expose(),
+                tls.rustls_config(),
+            ),
         }
     }
 

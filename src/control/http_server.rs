@@ -72,8 +72,7 @@ pub async fn serve(
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(limits.header_timeout, handshake).await {
                         Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, router, limits, &metrics, stopping)
-                                .await
+                            serve_connection(stream, peer, router, limits, &metrics, stopping).await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")

@@ -131,12 +131,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandsError> {
     let tls = config.tls.load("commands.redis.tls")?;
-    let client = crate::events::redis_streams::open_client(config.url.expose(), &tls).map_err(
-        |source| CommandsError::Url {
-            url: config.url.clone(),
-            source,
-        },
-    )?;
+    let client =
+        crate::events::redis_streams::open_client(config.url.expose(), &tls).map_err(|source| {
+            CommandsError::Url {
+                url: config.url.clone(),
+                source,
+            }
+        })?;
     let consumer = config.consumer_name();
     tracing::info!(stream = %config.stream, group = %config.group, %consumer,
         "redis command consumer starting");
