@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: sets up, starts the brokers it needs (RabbitMQ, NATS, Redis) if
 # they are not running, builds the real Asterisk the ARI tests run against (once; cached
-# outside the repo), then runs fmt, clippy, and unit and integration tests.
+# outside the repo), then runs fmt, clippy, unit and integration tests, and a short run of
+# every fuzz target (scripts/fuzz.sh short: about 20 s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -19,5 +20,7 @@ case "$rc" in
 esac
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
+./scripts/fuzz.sh short

@@ -116,7 +116,9 @@ pub struct VadOptions {
 }
 
 impl VadOptions {
-    fn apply(&self, base: VadConfig) -> VadConfig {
+    /// These options over `base`: what a command's VAD settings become (public for the
+    /// command fuzz target, which checks them as the dispatcher does).
+    pub fn apply(&self, base: VadConfig) -> VadConfig {
         VadConfig {
             aggressiveness: self.aggressiveness.unwrap_or(base.aggressiveness),
             preroll_ms: self.preroll_ms.unwrap_or(base.preroll_ms),

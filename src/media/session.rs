@@ -27,6 +27,8 @@ pub use call_retry::{Recovery, RetryPolicy};
 const CALL_STREAM: UtteranceId = 0;
 /// When nothing is scheduled, wake at least this often.
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
+/// Longest loss filled with concealed audio; beyond it a loss passes as a pause.
+const MAX_CONCEALMENT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -573,15 +575,23 @@ impl Session {
     }
 
     /// Lost packets: concealment keeps media time aligned.
+    ///
+    /// At most [`MAX_CONCEALMENT`] of audio is synthesized; a longer gap (the sender's
+    /// timestamps say hours passed, e.g. after a jump backwards) passes the rest as a pause,
+    /// so one packet can never make the session decode, resample and VAD hours of audio.
     fn conceal(&mut self, now: Instant, duration_ts: u64) {
         let Some(p) = self.pipeline.as_mut() else {
             return;
         };
-        let samples = duration_ts * p.decoder.sample_rate() as u64 / p.codec.clock_rate() as u64;
+        let clock_rate = p.codec.clock_rate() as u64;
+        let max_ts = MAX_CONCEALMENT.as_millis() as u64 * clock_rate / 1000;
+        let concealed_ts = duration_ts.min(max_ts);
+        let samples = concealed_ts * p.decoder.sample_rate() as u64 / clock_rate;
         self.decoded.clear();
         p.decoder.conceal(samples as usize, &mut self.decoded);
         p.resampler.process(&self.decoded, &mut self.resampled);
         self.run_frames(now);
+        self.skip(now, duration_ts - concealed_ts);
     }
 
     /// The sender paused (marker + timestamp jump): silence passed without packets.

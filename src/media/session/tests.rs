@@ -347,6 +347,49 @@ fn lost_packets_are_concealed_and_counted() {
     );
 }
 
+/// Found by the `session` fuzz target: a timestamp jump backwards, then a lost packet, made
+/// the loss look hours long, and the session concealed (decoded, resampled, VAD'd and
+/// streamed) all of it. Concealment is capped; the rest of the gap passes as a pause.
+#[test]
+fn a_loss_spanning_a_timestamp_jump_conceals_at_most_a_second() {
+    let t0 = Instant::now();
+    let mut s = Session::new(config(AsrMode::Call), t0).unwrap();
+    let packet = |sequence: u16, timestamp: u32| {
+        let mut p = Vec::new();
+        let header = rtp::RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence,
+            timestamp,
+            ssrc: 7,
+        };
+        header.write_to(&mut p);
+        p.extend([0xFF; 160]);
+        p
+    };
+    // 10 s at 8 kHz: sequence 9 jumps back by it, 10 is lost, 11 is back on the old clock.
+    let jump = 80_000u32;
+    let mut sent: Vec<Vec<u8>> = (1..=8u16).map(|i| packet(i, 160 * u32::from(i))).collect();
+    sent.push(packet(9, (160 * 9u32).wrapping_sub(jump)));
+    sent.push(packet(11, 160 * 11));
+    let (mut out, now) = feed(&mut s, t0, &sent);
+    s.handle_close(now, EndCause::Stopped);
+    drain(&mut s, &mut out);
+
+    assert_eq!(s.stats().lost, 1);
+    let streamed_ms = audio_samples(&out, CALL_STREAM) as u64 * 1000 / 16_000;
+    assert!(
+        streamed_ms <= 10 * 20 + 1000,
+        "{streamed_ms} ms of audio streamed"
+    );
+    // Media time still counts the whole gap the timestamps claim.
+    assert!(
+        s.ms(s.media_samples) >= 10_000,
+        "media {} ms",
+        s.ms(s.media_samples)
+    );
+}
+
 #[test]
 fn malformed_and_unknown_payloads_are_counted_and_survived() {
     let t0 = Instant::now();
