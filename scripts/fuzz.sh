@@ -4,8 +4,9 @@
 #   scripts/fuzz.sh short [TARGET...]   each target for FUZZ_SECONDS (default 20) seconds
 #   scripts/fuzz.sh long  [TARGET...]   each target for FUZZ_RUNS (default 10,000,000) inputs
 #
-# Stable Rust: libFuzzer without a sanitizer (`--sanitizer none`), debug assertions on so
-# arithmetic overflow is a crash. Every run is bounded: -rss_limit_mb and -timeout per input.
+# Stable Rust: libFuzzer without a sanitizer (`--sanitizer none`), release build without
+# debug assertions (see benches/README.md, Fuzzing). Every run is bounded: -rss_limit_mb and
+# -timeout per input.
 # The working corpus grows in fuzz/corpus/TARGET (seeded from the committed fuzz/seeds/TARGET),
 # crashes land in fuzz/artifacts/TARGET, logs in fuzz/logs; all three are gitignored.
 # Exits non-zero if any target crashes, times out or runs out of memory.
