@@ -334,9 +334,11 @@ impl AriClient {
                 request,
             });
         }
+        // Asterisk's message (or its body) goes into `asr.error`: bounded like any outside text.
         let message = serde_json::from_str::<AriMessage>(&body)
             .map(|m| m.message)
-            .unwrap_or_else(|_| body.chars().take(200).collect());
+            .unwrap_or(body);
+        let message = crate::ids::cut_to(message, 200);
         Err(AriError::Status {
             server: self.server.clone(),
             request,
