@@ -133,22 +133,7 @@ fn stop(gw: &GatewayProcess, call_id: &str) -> u16 {
 
 /// The session of the first event of `kind` for `call_id`.
 fn wait_call(gw: &mut GatewayProcess, call_id: &str, kind: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(e) = gw
-            .all()
-            .into_iter()
-            .find(|e| e["type"] == kind && e["subject"] == call_id)
-        {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} for call {call_id}; saw {:#?}",
-            gw.all()
-        );
-        gw.pump(Duration::from_millis(100));
-    }
+    gw.wait_for_call(call_id, kind, timeout)
 }
 
 fn session_of(event: &Value) -> String {

@@ -9,7 +9,7 @@ mod fake_asterisk;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asr_gateway::asr::client::{AsrClient, ClientConfig};
 use asr_gateway::asr::proto::recognize_request::Request as Msg;
@@ -388,22 +388,7 @@ fn ari_over_https_and_wss_drives_a_call_with_the_password_in_a_header() {
 
 /// The first event of `kind` for `call_id`.
 fn wait_call(gw: &mut GatewayProcess, call_id: &str, kind: &str) -> Value {
-    let deadline = Instant::now() + GUARD;
-    loop {
-        if let Some(e) = gw
-            .all()
-            .into_iter()
-            .find(|e| e["type"] == kind && e["subject"] == call_id)
-        {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} for {call_id}: {:#?}",
-            gw.all()
-        );
-        gw.pump(Duration::from_millis(100));
-    }
+    gw.wait_for_call(call_id, kind, GUARD)
 }
 
 // ---------------------------------------------------------------- webhook over https

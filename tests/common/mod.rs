@@ -209,6 +209,26 @@ impl GatewayProcess {
         }
     }
 
+    /// Wait for an event of `kind` whose subject is `call_id`; panics after `timeout`.
+    pub fn wait_for_call(&mut self, call_id: &str, kind: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self
+                .seen
+                .iter()
+                .find(|e| e["type"] == kind && e["subject"] == call_id)
+            {
+                return e.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} for call {call_id}; saw {:#?}",
+                self.seen
+            );
+            self.pump(Duration::from_millis(100));
+        }
+    }
+
     /// Every event seen so far, in arrival order.
     pub fn all(&self) -> Vec<Value> {
         self.seen.clone()
