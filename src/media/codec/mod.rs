@@ -5,6 +5,7 @@ pub mod g722;
 pub mod g722_encoder;
 pub mod l16;
 pub mod opus;
+pub mod plc;
 
 /// What a payload type carries. Closed set: matched on the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,8 +172,14 @@ pub enum CodecError {
     NotAudio(CodecKind),
 }
 
-/// A decoder per stream; enum dispatch, no allocation per frame.
-pub enum Decoder {
+/// A decoder per stream, with loss concealment; enum dispatch, no allocation per frame.
+pub struct Decoder {
+    codec: Codec,
+    /// Waveform-repetition concealment for codecs without their own (all but Opus).
+    plc: Option<Box<plc::Concealer>>,
+}
+
+enum Codec {
     Pcmu,
     Pcma,
     L16 { rate: u32 },
@@ -182,24 +189,27 @@ pub enum Decoder {
 
 impl Decoder {
     pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
-        Ok(match kind {
-            CodecKind::Pcmu => Decoder::Pcmu,
-            CodecKind::Pcma => Decoder::Pcma,
-            CodecKind::L16 { rate } => Decoder::L16 { rate },
-            CodecKind::G722 => Decoder::G722(Box::default()),
-            CodecKind::Opus => Decoder::Opus(Box::new(opus::OpusDecoder::new()?)),
+        let codec = match kind {
+            CodecKind::Pcmu => Codec::Pcmu,
+            CodecKind::Pcma => Codec::Pcma,
+            CodecKind::L16 { rate } => Codec::L16 { rate },
+            CodecKind::G722 => Codec::G722(Box::default()),
+            CodecKind::Opus => Codec::Opus(Box::new(opus::OpusDecoder::new()?)),
             CodecKind::TelephoneEvent => return Err(CodecError::NotAudio(kind)),
-        })
+        };
+        let plc = (!matches!(codec, Codec::Opus(_)))
+            .then(|| Box::new(plc::Concealer::new(kind.sample_rate())));
+        Ok(Self { codec, plc })
     }
 
     /// What this decoder decodes.
     pub fn kind(&self) -> CodecKind {
-        match self {
-            Decoder::Pcmu => CodecKind::Pcmu,
-            Decoder::Pcma => CodecKind::Pcma,
-            Decoder::L16 { rate } => CodecKind::L16 { rate: *rate },
-            Decoder::G722(_) => CodecKind::G722,
-            Decoder::Opus(_) => CodecKind::Opus,
+        match &self.codec {
+            Codec::Pcmu => CodecKind::Pcmu,
+            Codec::Pcma => CodecKind::Pcma,
+            Codec::L16 { rate } => CodecKind::L16 { rate: *rate },
+            Codec::G722(_) => CodecKind::G722,
+            Codec::Opus(_) => CodecKind::Opus,
         }
     }
 
@@ -212,22 +222,36 @@ impl Decoder {
     ///
     /// Allocates only when `out` must grow; on error nothing is appended.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
-        match self {
-            Decoder::Pcmu => g711::decode_ulaw(payload, out),
-            Decoder::Pcma => g711::decode_alaw(payload, out),
-            Decoder::L16 { .. } => l16::decode(payload, out)?,
-            Decoder::G722(dec) => dec.decode(payload, out),
-            Decoder::Opus(dec) => dec.decode(payload, out)?,
+        let start = out.len();
+        match &mut self.codec {
+            Codec::Pcmu => g711::decode_ulaw(payload, out),
+            Codec::Pcma => g711::decode_alaw(payload, out),
+            Codec::L16 { .. } => l16::decode(payload, out)?,
+            Codec::G722(dec) => dec.decode(payload, out),
+            Codec::Opus(dec) => dec.decode(payload, out)?,
+        }
+        if let Some(plc) = self.plc.as_mut() {
+            plc.handle_good(&mut out[start..]);
         }
         Ok(())
     }
 
     /// Append `samples` (counted at `sample_rate()`) of concealment for lost packets:
-    /// Opus runs libopus packet-loss concealment, the others append silence (0).
+    /// Opus runs libopus packet-loss concealment, the others repeat the last pitch period
+    /// fading to silence (`plc`).
     pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
-        match self {
-            Decoder::Opus(dec) => dec.conceal(samples, out),
-            _ => out.resize(out.len() + samples, 0),
+        match (&mut self.codec, self.plc.as_mut()) {
+            (Codec::Opus(dec), _) => dec.conceal(samples, out),
+            (_, Some(plc)) => plc.conceal(samples, out),
+            (_, None) => out.resize(out.len() + samples, 0),
+        }
+    }
+
+    /// The sender paused: the next audio does not continue the last, so a loss right after
+    /// it is not filled from before the pause.
+    pub fn handle_pause(&mut self) {
+        if let Some(plc) = self.plc.as_mut() {
+            plc.clear();
         }
     }
 }
@@ -373,6 +397,29 @@ mod tests {
             Err(CodecError::Opus(_))
         ));
         assert_eq!(out.len(), 960);
+    }
+
+    #[test]
+    fn g711_loss_is_concealed_not_silenced() {
+        let mut dec = Decoder::new(CodecKind::Pcmu).unwrap();
+        let tone: Vec<u8> = (0..800)
+            .map(|n| {
+                let x = 8000.0 * (2.0 * std::f64::consts::PI * 100.0 * f64::from(n) / 8000.0).sin();
+                g711::encode_ulaw(x as i16)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for packet in tone.chunks(160) {
+            dec.decode(packet, &mut out).unwrap();
+        }
+        let mut concealed = Vec::new();
+        dec.conceal(160, &mut concealed);
+        assert!(concealed[..80].iter().any(|&s| s.abs() > 4000));
+        // After a pause there is nothing to continue.
+        dec.handle_pause();
+        let mut after_pause = Vec::new();
+        dec.conceal(160, &mut after_pause);
+        assert!(after_pause.iter().all(|&s| s == 0));
     }
 
     #[test]
