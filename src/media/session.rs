@@ -29,6 +29,9 @@ const CALL_STREAM: UtteranceId = 0;
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
 /// Longest loss filled with concealed audio; beyond it a loss passes as a pause.
 const MAX_CONCEALMENT: Duration = Duration::from_secs(1);
+/// Endpointing on the clock waits this much beyond the hangover: one packet time, so a
+/// packet that is merely a little late still ends the utterance the ordinary way.
+const STALL_GRACE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -146,6 +149,9 @@ pub struct Session {
     phase: Phase,
     outputs: VecDeque<Output>,
     last_packet_at: Instant,
+    /// When decoded audio last reached the segmenter: the clock an open utterance's
+    /// hangover runs on once packets stop.
+    last_audio_at: Instant,
     jitter: Option<JitterBuffer>,
     pipeline: Option<Pipeline>,
     segmenter: Segmenter,
@@ -194,6 +200,7 @@ impl Session {
             phase: Phase::Open,
             outputs,
             last_packet_at: now,
+            last_audio_at: now,
             jitter: None,
             pipeline: None,
             segmenter,
@@ -353,6 +360,9 @@ impl Session {
         match self.phase {
             Phase::Open => {
                 let _ = self.drain_jitter(now, false);
+                if self.stall_deadline().is_some_and(|at| now >= at) {
+                    self.end_on_clock(now);
+                }
                 if let Some(recovery) = self.retry.handle_timeout(now) {
                     self.emit_recovered(recovery);
                 }
@@ -387,6 +397,7 @@ impl Session {
             return;
         }
         let _ = self.drain_jitter(now, true);
+        self.flush_pipeline(now);
         if let Some(end_sample) = self.segmenter.finish() {
             self.end_utterance(
                 now,
@@ -491,11 +502,82 @@ impl Session {
                 if let Some(t) = self.retry.poll_timeout() {
                     deadline = deadline.min(t);
                 }
+                if let Some(t) = self.stall_deadline() {
+                    deadline = deadline.min(t);
+                }
             }
             Phase::Closing { deadline: d, .. } => deadline = d,
             Phase::Closed => {}
         }
         deadline
+    }
+
+    /// With an utterance open and no packet waiting in the jitter buffer: when the rest of
+    /// the hangover, and one packet time for the next packet due, will have passed on the
+    /// clock since the last audio. Packets may stop after speech (Asterisk sends nothing
+    /// on a silent bridge), so silence is assumed rather than waited for.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let remaining = self.segmenter.silence_to_end()?;
+        if self
+            .jitter
+            .as_ref()
+            .and_then(|j| j.poll_timeout())
+            .is_some()
+        {
+            return None;
+        }
+        let nanos = remaining * 1_000_000_000 / u64::from(self.config.engine_rate);
+        Some(self.last_audio_at + Duration::from_nanos(nanos) + STALL_GRACE)
+    }
+
+    /// Packets stopped mid utterance and the hangover passed on the clock: the utterance
+    /// ends where that much silence would have ended it. The audio still inside the
+    /// pipeline goes first. Media time does not move: if packets resume without a gap in
+    /// their timestamps, their audio follows on from the last.
+    fn end_on_clock(&mut self, now: Instant) {
+        self.flush_pipeline(now);
+        let Some(remaining) = self.segmenter.silence_to_end() else {
+            return;
+        };
+        let end_sample = self.segmenter.position() + remaining;
+        self.segmenter.finish();
+        self.end_utterance(
+            now,
+            self.segmenter_base + end_sample,
+            SpeechEndCause::Silence,
+        );
+    }
+
+    /// Push out the audio still inside the resampler, and the part of a VAD frame left
+    /// over, so the end of a call or of a stalled stream reaches the engine.
+    fn flush_pipeline(&mut self, now: Instant) {
+        let Some(p) = self.pipeline.as_mut() else {
+            return;
+        };
+        p.resampler.flush(&mut self.resampled);
+        self.run_frames(now);
+        // Too short for the VAD; it belongs to whatever the last frame belonged to.
+        let rest = std::mem::take(&mut self.resampled);
+        if rest.is_empty() {
+            self.resampled = rest;
+            return;
+        }
+        let offset_ms = self.ms(self.media_samples);
+        match (self.config.mode, self.current) {
+            (AsrMode::Call, _) if self.call_stream_open => {
+                self.forward(CALL_STREAM, offset_ms, &rest)
+            }
+            (AsrMode::Utterance, Some(utterance)) => self.forward(utterance.id, offset_ms, &rest),
+            _ => {}
+        }
+        self.media_samples += rest.len() as u64;
+        if let Some(FrameVerdict::Ended { end_sample, reason }) =
+            self.segmenter.skip(rest.len() as u64)
+        {
+            self.end_utterance(now, self.segmenter_base + end_sample, end_cause(reason));
+        }
+        self.resampled = rest;
+        self.resampled.clear();
     }
 
     fn drain_jitter(&mut self, now: Instant, flush: bool) -> Result<(), InputError> {
@@ -555,6 +637,7 @@ impl Session {
         pipeline
             .resampler
             .process(&self.decoded, &mut self.resampled);
+        self.last_audio_at = now;
         self.run_frames(now);
         Ok(())
     }
@@ -590,15 +673,20 @@ impl Session {
         self.decoded.clear();
         p.decoder.conceal(samples as usize, &mut self.decoded);
         p.resampler.process(&self.decoded, &mut self.resampled);
+        self.last_audio_at = now;
         self.run_frames(now);
         self.skip(now, duration_ts - concealed_ts);
     }
 
     /// The sender paused (marker + timestamp jump): silence passed without packets.
     fn skip(&mut self, now: Instant, skipped_ts: u64) {
-        let Some(p) = self.pipeline.as_ref() else {
+        let Some(p) = self.pipeline.as_mut() else {
             return;
         };
+        if skipped_ts == 0 {
+            return;
+        }
+        p.decoder.handle_pause();
         let samples = skipped_ts * self.config.engine_rate as u64 / p.codec.clock_rate() as u64;
         self.media_samples += samples;
         if let Some(FrameVerdict::Ended { end_sample, reason }) = self.segmenter.skip(samples) {

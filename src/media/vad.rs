@@ -415,6 +415,15 @@ impl Segmenter {
         open.then_some(self.clock)
     }
 
+    /// In speech: how much more silence ends the utterance (the rest of the hangover),
+    /// samples. `None` when no utterance is open.
+    pub fn silence_to_end(&self) -> Option<u64> {
+        match self.state {
+            State::InSpeech { silent, .. } => Some(self.hangover_samples.saturating_sub(silent)),
+            _ => None,
+        }
+    }
+
     pub fn in_speech(&self) -> bool {
         matches!(self.state, State::InSpeech { .. })
     }
