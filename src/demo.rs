@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::events::model::{Event, EventBody};
 use crate::sender::{self, SendOptions, SendReport};
 use crate::serve::{Gateway, ServeError};
+use crate::text_norm::normalize_words;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -107,43 +108,6 @@ impl CallResult {
             self.transcript()
         )
     }
-}
-
-/// Lowercase words of letters and digits, punctuation dropped, common contractions
-/// expanded ("I'm" -> "i am"), so transcripts compare with reference texts word by word.
-pub fn normalize_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    for raw in text.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '\u{2019}') {
-        let word = raw
-            .replace('\u{2019}', "'")
-            .trim_matches('\'')
-            .to_lowercase();
-        if word.is_empty() {
-            continue;
-        }
-        match expand_contraction(&word) {
-            Some((a, b)) => words.extend([a.to_owned(), b.to_owned()]),
-            None => words.push(word),
-        }
-    }
-    words
-}
-
-fn expand_contraction(word: &str) -> Option<(&str, &'static str)> {
-    const SUFFIXES: [(&str, &str); 6] = [
-        ("'m", "am"),
-        ("'re", "are"),
-        ("'s", "is"),
-        ("'ll", "will"),
-        ("'ve", "have"),
-        ("'d", "would"),
-    ];
-    if let Some(stem) = word.strip_suffix("n't") {
-        return Some((if stem == "ca" { "can" } else { stem }, "not"));
-    }
-    SUFFIXES
-        .iter()
-        .find_map(|(suffix, full)| word.strip_suffix(suffix).map(|stem| (stem, *full)))
 }
 
 /// Start the gateway, play every sample call concurrently, return per-call results.
@@ -277,26 +241,4 @@ async fn play(
         .filter(|t| !t.is_empty())
         .collect();
     Ok(result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_normalized() {
-        assert_eq!(
-            normalize_words("Yes, I am interested."),
-            vec!["yes", "i", "am", "interested"]
-        );
-        assert_eq!(
-            normalize_words("  What's my   balance?"),
-            vec!["what", "is", "my", "balance"]
-        );
-        assert_eq!(
-            normalize_words("Yes, I\u{2019}m interested"),
-            vec!["yes", "i", "am", "interested"]
-        );
-        assert_eq!(normalize_words("I can't"), vec!["i", "can", "not"]);
-    }
 }

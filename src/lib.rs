@@ -17,4 +17,6 @@ pub mod metrics;
 pub mod secret;
 pub mod sender;
 pub mod serve;
+pub mod text_norm;
 pub mod tls;
+pub mod transcribe;

@@ -1,4 +1,4 @@
-//! CLI entry point: `serve`, `engine`, `demo`, `bench`, `check-config`.
+//! CLI entry point: `serve`, `engine`, `demo`, `bench`, `transcribe`, `check-config`.
 
 use std::path::PathBuf;
 
@@ -49,6 +49,10 @@ enum Command {
     /// Load generator: N concurrent RTP streams to a gateway (started as a child unless
     /// --gateway), measuring loss, packet-to-engine latency, CPU and memory per stream.
     Bench(Box<asr_gateway::bench::options::BenchOptions>),
+    /// Recognize whole WAV files with an engine, offline (optionally through a telephone
+    /// path): the baseline the gateway's WER is compared with. Prints one line per file
+    /// (name, WER against its reference, transcript) and the pooled WER.
+    Transcribe(asr_gateway::transcribe::TranscribeArgs),
     /// Validate the configuration and print the effective values.
     CheckConfig,
 }
@@ -146,6 +150,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(chart) = &outcome.chart {
                 println!("chart:  {}", chart.display());
             }
+        }
+        Command::Transcribe(args) => {
+            let config = load(cli.config.as_deref())?;
+            init_logging("warn");
+            let results = asr_gateway::transcribe::run(config, &args).await?;
+            for r in &results {
+                println!("{}", r.line());
+            }
+            if let Some(total) = asr_gateway::transcribe::pooled_wer(&results) {
+                if let Some(wer) = total.wer() {
+                    println!(
+                        "WER {:.1}% over {} reference words ({} files)",
+                        wer * 100.0,
+                        total.reference_words,
+                        results.len()
+                    );
+                }
+            }
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            anyhow::ensure!(failed == 0, "{failed} of {} files failed", results.len());
         }
         Command::Demo { fixtures } => {
             let config = load(cli.config.as_deref())?;

@@ -59,9 +59,34 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
 }
 
-struct EmbeddedEngine {
+/// The embedded engine serving `asr.v1.Recognizer` on `engine.listen`, proven to answer.
+pub struct EmbeddedEngine {
+    endpoint: String,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), EngineError>>,
+}
+
+impl EmbeddedEngine {
+    /// Load the model, listen on `engine.listen` and open one probe stream.
+    pub async fn start(config: &Config) -> Result<Self, ServeError> {
+        embedded::check_model_dir(&config.engine.model_dir)?;
+        start_embedded(config).await
+    }
+
+    /// `http://host:port` of the engine.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Stop serving and wait for the engine's task; errors are logged.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Err(err)) => tracing::error!(error = %err, "embedded engine stopped with an error"),
+            Err(err) => tracing::error!(error = %err, "embedded engine task panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
 }
 
 /// A running gateway. Drop does not stop it; call `shutdown`.
@@ -95,8 +120,8 @@ impl Gateway {
         let (engine_endpoint, engine) = match &config.asr.endpoint {
             Some(endpoint) => (endpoint.clone(), None),
             None => {
-                let (endpoint, engine) = start_embedded(&config).await?;
-                (endpoint, Some(engine))
+                let engine = start_embedded(&config).await?;
+                (engine.endpoint.clone(), Some(engine))
             }
         };
         let http_listener =
@@ -224,14 +249,7 @@ impl Gateway {
         let _ = self.http_task.await;
         self.publisher.shutdown().await;
         if let Some(engine) = self.engine {
-            let _ = engine.stop.send(());
-            match engine.task.await {
-                Ok(Err(err)) => {
-                    tracing::error!(error = %err, "embedded engine stopped with an error")
-                }
-                Err(err) => tracing::error!(error = %err, "embedded engine task panicked"),
-                Ok(Ok(())) => {}
-            }
+            engine.stop().await;
         }
     }
 }
@@ -386,7 +404,7 @@ fn start_command_sources(
     tasks
 }
 
-async fn start_embedded(config: &Config) -> Result<(String, EmbeddedEngine), ServeError> {
+async fn start_embedded(config: &Config) -> Result<EmbeddedEngine, ServeError> {
     let listener = TcpListener::bind(config.engine.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -404,8 +422,12 @@ async fn start_embedded(config: &Config) -> Result<(String, EmbeddedEngine), Ser
         let _ = stopped.await;
     }));
     let endpoint = format!("http://{addr}");
-    let mut engine = EmbeddedEngine { stop, task };
-    if let Err(detail) = probe(&endpoint).await {
+    let mut engine = EmbeddedEngine {
+        endpoint,
+        stop,
+        task,
+    };
+    if let Err(detail) = probe(&engine.endpoint).await {
         if engine.task.is_finished() {
             if let Ok(Err(err)) = (&mut engine.task).await {
                 return Err(err.into());
@@ -413,7 +435,7 @@ async fn start_embedded(config: &Config) -> Result<(String, EmbeddedEngine), Ser
         }
         return Err(ServeError::EngineNotReady { detail });
     }
-    Ok((endpoint, engine))
+    Ok(engine)
 }
 
 /// Open and close one empty stream: proves the engine answers over real gRPC.

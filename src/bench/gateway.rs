@@ -55,6 +55,8 @@ pub struct Gateway {
     base: String,
     http: reqwest::Client,
     child: Option<Child>,
+    /// The engine the child gateway said it uses.
+    engine_endpoint: Option<String>,
 }
 
 impl Gateway {
@@ -64,6 +66,7 @@ impl Gateway {
             base: base.trim_end_matches('/').to_owned(),
             http: client(),
             child: None,
+            engine_endpoint: None,
         }
     }
 
@@ -98,8 +101,8 @@ impl Gateway {
         let mut said = Vec::new();
         let addr = tokio::time::timeout(wait, async {
             while let Ok(Some(line)) = stderr.next_line().await {
-                if let Some(addr) = listening_addr(&line) {
-                    return Some(addr);
+                if let Some(found) = listening_addr(&line) {
+                    return Some(found);
                 }
                 eprintln!("gateway: {line}");
                 said.push(line);
@@ -108,7 +111,7 @@ impl Gateway {
         })
         .await
         .map_err(|_| GatewayError::NotReady(wait))?;
-        let Some(addr) = addr else {
+        let Some((addr, engine_endpoint)) = addr else {
             let tail = said.iter().rev().take(5).rev().cloned();
             return Err(GatewayError::Exited {
                 stderr: tail.collect::<Vec<_>>().join(" | "),
@@ -123,12 +126,18 @@ impl Gateway {
             base: format!("http://{addr}"),
             http: client(),
             child: Some(child),
+            engine_endpoint,
         };
         Ok((gateway, stdout))
     }
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The engine a child gateway uses (its embedded one, or `asr.endpoint`).
+    pub fn engine_endpoint(&self) -> Option<&str> {
+        self.engine_endpoint.as_deref()
     }
 
     /// The child's process id, when the bench started it.
@@ -248,10 +257,17 @@ async fn answer(url: &str, response: reqwest::Response) -> Result<serde_json::Va
     })
 }
 
-/// `asr-gateway listening: HTTP 127.0.0.1:8080  engine ...` → the HTTP address.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+/// `asr-gateway listening: HTTP 127.0.0.1:8080  engine http://...` → the HTTP address
+/// and the engine endpoint.
+fn listening_addr(line: &str) -> Option<(SocketAddr, Option<String>)> {
     let rest = line.split("asr-gateway listening: HTTP ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
+    let mut words = rest.split_whitespace();
+    let addr = words.next()?.parse().ok()?;
+    let engine = match (words.next(), words.next()) {
+        (Some("engine"), Some(endpoint)) => Some(endpoint.to_owned()),
+        _ => None,
+    };
+    Some((addr, engine))
 }
 
 /// `host` as the gateway advertised it (`10.0.0.5`, `[::1]` or a name), with `port`.
@@ -279,7 +295,10 @@ mod tests {
         let line = "asr-gateway listening: HTTP 127.0.0.1:41234  engine http://127.0.0.1:5";
         assert_eq!(
             listening_addr(line),
-            Some("127.0.0.1:41234".parse().unwrap())
+            Some((
+                "127.0.0.1:41234".parse().unwrap(),
+                Some("http://127.0.0.1:5".into())
+            ))
         );
         assert_eq!(listening_addr("something else"), None);
     }

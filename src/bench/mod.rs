@@ -7,6 +7,7 @@ pub mod events;
 pub mod gateway;
 pub mod histogram;
 pub mod null_engine;
+pub mod offline;
 pub mod options;
 pub mod output;
 pub mod pacer;

@@ -91,6 +91,8 @@ pub struct Totals {
     /// Word error rate over every complete clip pass with a reference transcript.
     pub wer: Option<f64>,
     pub wer_reference_words: usize,
+    /// The same engine on the same clips, whole (`transcribe`); not with the null engine.
+    pub offline: Option<super::offline::Baseline>,
     pub finals_sent_by_engine: Option<u64>,
     pub finals_seen: u64,
     pub partials_sent_by_engine: Option<u64>,
@@ -271,6 +273,21 @@ impl BenchResult {
                 "WER {:.1} % over {} reference words",
                 wer * 100.0,
                 t.wer_reference_words
+            );
+        }
+        if let Some(b) = &t.offline {
+            let _ = writeln!(
+                out,
+                "offline WER {} (same engine, whole files, telephone path {}); gateway/offline {}{}",
+                b.offline_wer
+                    .map_or("-".into(), |w| format!("{:.1} %", w * 100.0)),
+                b.telephone_path,
+                b.wer_ratio.map_or("-".into(), |r| format!("{r:.3}")),
+                if b.offline_failures > 0 {
+                    format!("; {} clips failed offline", b.offline_failures)
+                } else {
+                    String::new()
+                }
             );
         }
         let _ = writeln!(

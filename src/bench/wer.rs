@@ -1,11 +1,11 @@
 //! Word error rate: how far an engine's transcript is from the reference, in words.
 //!
-//! Both texts go through `demo::normalize_words` first (lowercase, punctuation dropped,
-//! contractions expanded), so "I'm" against "i am" is two correct words.
+//! Both texts go through `text_norm::normalize_words` first (case, punctuation, numbers
+//! to words, contractions), so "I'm" against "i am" is two correct words.
 
 use std::ops::AddAssign;
 
-use crate::demo::normalize_words;
+use crate::text_norm::normalize_words;
 
 /// Edit counts of one or more transcripts against their references.
 ///

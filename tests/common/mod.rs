@@ -329,7 +329,7 @@ pub fn assert_refused_credentials_stop_startup(servers_toml: &str, server: &str,
 
 /// Lowercase words without punctuation.
 pub fn words(text: &str) -> Vec<String> {
-    asr_gateway::demo::normalize_words(text)
+    asr_gateway::text_norm::normalize_words(text)
 }
 
 /// Assert that most reference words were heard (Whisper tiny on 8 kHz audio is not perfect).
