@@ -126,7 +126,7 @@ impl EventLog {
     ) -> Option<f64> {
         let timing = *lock(&self.timing).get(&index)?;
         let speech_end = timing.speech_end_ms?;
-        let pass = seen.end_ms.saturating_sub(1) / timing.clip_ms.max(1);
+        let pass = pass_of(seen.end_ms, timing.clip_ms);
         let speech_end_abs = pass * timing.clip_ms + speech_end;
         // The final must reach (near) the end of the pass's speech, not an earlier phrase.
         if seen.end_ms + 300 < speech_end_abs || !lock(&self.timed).insert((index, pass)) {
@@ -169,6 +169,16 @@ pub fn spawn_reader(
             log.handle_line(&line, &registry, registry.now_us());
         }
     })
+}
+
+/// A final ending this far into the next pass of a clip still belongs to the pass before:
+/// an utterance cut by the clip's end ends a little after it (the resampler's tail and the
+/// last partial frame, flushed when the stream stops or ends).
+const PASS_TAIL_MS: u64 = 100;
+
+/// Which pass of a looping clip (`clip_ms` long) a final ending at `end_ms` belongs to.
+pub fn pass_of(end_ms: u64, clip_ms: u64) -> u64 {
+    end_ms.saturating_sub(1 + PASS_TAIL_MS) / clip_ms.max(1)
 }
 
 #[cfg(test)]

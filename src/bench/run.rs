@@ -25,8 +25,6 @@ use crate::sender::netem::{Netem, NetemConfig};
 use crate::sender::{self, SendOptions};
 
 const PTIME_MS: u64 = 20;
-/// A final ending this far into the next pass of a clip still belongs to the pass before.
-const PASS_TAIL_MS: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -583,11 +581,9 @@ fn pass_wer(
     let passes = packets / clip_packets.max(1);
     let mut total = wer::WerCount::default();
     for pass in 0..passes {
-        // An utterance cut by the clip's end ends a little after it: the resampler's tail
-        // and the last partial frame, flushed when the stream ends.
         let text: Vec<&str> = finals
             .iter()
-            .filter(|f| f.end_ms.saturating_sub(1 + PASS_TAIL_MS) / clip_ms == pass)
+            .filter(|f| super::events::pass_of(f.end_ms, clip_ms) == pass)
             .map(|f| f.text.as_str())
             .collect();
         total += wer::count(reference, &text.join(" "));

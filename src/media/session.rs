@@ -580,22 +580,33 @@ impl Session {
         self.resampled.clear();
     }
 
+    fn next_jitter_output(&mut self, now: Instant, flush: bool) -> Option<JitterOutput> {
+        let jitter = self.jitter.as_mut()?;
+        if flush {
+            jitter.flush()
+        } else {
+            jitter.poll(now)
+        }
+    }
+
     fn drain_jitter(&mut self, now: Instant, flush: bool) -> Result<(), InputError> {
         let mut result = Ok(());
+        let mut held = None;
         loop {
-            let Some(jitter) = self.jitter.as_mut() else {
+            let Some(out) = held.take().or_else(|| self.next_jitter_output(now, flush)) else {
                 return result;
             };
-            let next = if flush {
-                jitter.flush()
-            } else {
-                jitter.poll(now)
-            };
-            let Some(out) = next else { return result };
             let step = match out {
                 JitterOutput::Packet(packet) => self.handle_packet(now, packet),
                 JitterOutput::Lost { duration_ts, .. } => {
-                    self.conceal(now, duration_ts);
+                    // The packet after a loss comes right behind it; Opus may carry the
+                    // lost audio in it (in-band FEC).
+                    held = self.next_jitter_output(now, flush);
+                    let next = match &held {
+                        Some(JitterOutput::Packet(p)) => Some(p),
+                        _ => None,
+                    };
+                    self.conceal(now, duration_ts, next);
                     Ok(())
                 }
                 JitterOutput::Talkspurt { skipped_ts } => {
@@ -662,7 +673,7 @@ impl Session {
     /// At most [`MAX_CONCEALMENT`] of audio is synthesized; a longer gap (the sender's
     /// timestamps say hours passed, e.g. after a jump backwards) passes the rest as a pause,
     /// so one packet can never make the session decode, resample and VAD hours of audio.
-    fn conceal(&mut self, now: Instant, duration_ts: u64) {
+    fn conceal(&mut self, now: Instant, duration_ts: u64, next: Option<&MediaPacket>) {
         let Some(p) = self.pipeline.as_mut() else {
             return;
         };
@@ -671,7 +682,13 @@ impl Session {
         let concealed_ts = duration_ts.min(max_ts);
         let samples = concealed_ts * p.decoder.sample_rate() as u64 / clock_rate;
         self.decoded.clear();
-        p.decoder.conceal(samples as usize, &mut self.decoded);
+        match next.filter(|n| n.payload_type == p.payload_type && concealed_ts == duration_ts) {
+            Some(next) => {
+                p.decoder
+                    .conceal_before(samples as usize, &next.payload, &mut self.decoded)
+            }
+            None => p.decoder.conceal(samples as usize, &mut self.decoded),
+        }
         p.resampler.process(&self.decoded, &mut self.resampled);
         self.last_audio_at = now;
         self.run_frames(now);

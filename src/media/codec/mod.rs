@@ -247,6 +247,15 @@ impl Decoder {
         }
     }
 
+    /// Like `conceal`, for a loss right before the packet `next`: Opus takes the last lost
+    /// frame from the in-band FEC `next` carries; the others conceal as usual.
+    pub fn conceal_before(&mut self, samples: usize, next: &[u8], out: &mut Vec<i16>) {
+        match &mut self.codec {
+            Codec::Opus(dec) => dec.recover(samples, next, out),
+            _ => self.conceal(samples, out),
+        }
+    }
+
     /// The sender paused: the next audio does not continue the last, so a loss right after
     /// it is not filled from before the pause.
     pub fn handle_pause(&mut self) {
