@@ -40,3 +40,8 @@ if ! python3 -c 'import aio_pika' 2>/dev/null; then
   python3 -m pip install -q -r examples/requirements.txt 2>/dev/null \
     || python3 -m pip install -q --break-system-packages -r examples/requirements.txt
 fi
+
+# The reference Whisper the embedded engine is checked against (tests/whisper_reference.rs);
+# pinned, so this is a quick no-op once installed.
+python3 -m pip install -q -r tests/reference/requirements.txt 2>/dev/null \
+  || python3 -m pip install -q --break-system-packages -r tests/reference/requirements.txt

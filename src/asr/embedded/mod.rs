@@ -1,10 +1,15 @@
 //! The embedded offline engine: Whisper (CTranslate2, via ct2rs) behind `asr.v1.Recognizer`.
 //!
 //! `pool` runs the decoders on a bounded set of threads, `service` speaks the gRPC protocol,
-//! `whisper` (cargo feature `whisper`) wraps ct2rs. Audio is 16 kHz mono LINEAR16 only.
+//! `whisper` (cargo feature `whisper`) drives ct2rs with reference Whisper's log-mel features
+//! (`mel`) and prompt (`tokens`). Audio is 16 kHz mono LINEAR16 only.
 
+#[cfg(feature = "whisper")]
+mod mel;
 mod pool;
 mod service;
+#[cfg(feature = "whisper")]
+mod tokens;
 #[cfg(feature = "whisper")]
 mod whisper;
 

@@ -1,0 +1,319 @@
+//! The embedded engine, over real gRPC on 127.0.0.1, transcribes whole files as reference
+//! Whisper does: faster-whisper from PyPI (scripts/whisper-reference.py, pinned in
+//! tests/reference/requirements.txt) on the same model directory and the same files. Each
+//! file's transcript must be within one word of the reference's (word-level edit distance on
+//! lowercase words without punctuation). The files: tests/fixtures/*.wav and, when present,
+//! tests/fixtures/speech/*.wav. WER against the human transcripts (a `.txt` beside the WAV, or
+//! the folder's transcripts.tsv) is printed per folder, not asserted. Needs
+//! models/whisper-tiny.en and the Python reference (scripts/setup.sh).
+#![cfg(feature = "whisper")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use asr_gateway::asr::embedded::{self, EngineConfig};
+use asr_gateway::asr::proto::recognize_request::Request;
+use asr_gateway::asr::proto::recognizer_client::RecognizerClient;
+use asr_gateway::asr::proto::{AudioChunk, AudioEncoding, RecognizeRequest, StreamConfig};
+use tokio::sync::oneshot;
+
+/// Guards against hangs only.
+const GUARD: Duration = Duration::from_secs(300);
+/// Audio is sent in 100 ms chunks.
+const CHUNK: usize = 1600;
+
+/// Every WAV the test transcribes, in a stable order.
+fn corpus() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [common::fixture(""), common::fixture("speech")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut wavs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+            .collect();
+        wavs.sort();
+        files.extend(wavs);
+    }
+    assert!(!files.is_empty(), "no WAV files in tests/fixtures");
+    files
+}
+
+/// `file` as 16 kHz mono 16-bit samples, and the path of a file holding exactly those (the
+/// file itself, or a sox conversion of it in `tmp`), so both sides hear the same samples.
+fn load_16k(file: &Path, tmp: &Path) -> (Vec<i16>, PathBuf) {
+    let spec = hound::WavReader::open(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .spec();
+    let path = if (spec.sample_rate, spec.channels, spec.bits_per_sample) == (16_000, 1, 16)
+        && spec.sample_format == hound::SampleFormat::Int
+    {
+        file.to_path_buf()
+    } else {
+        let out = tmp.join(file.file_name().unwrap());
+        let ok = Command::new("sox")
+            .arg(file)
+            .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .arg(&out)
+            .status()
+            .expect("sox is needed to convert test audio to 16 kHz (apt-get install sox)");
+        assert!(ok.success(), "sox could not convert {}", file.display());
+        out
+    };
+    let samples = hound::WavReader::open(&path)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    (samples, path)
+}
+
+/// Start the embedded engine (one worker, as the reference runs on one thread).
+async fn engine() -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = EngineConfig {
+        model_dir: common::model_dir(),
+        workers: 1,
+        queue: 2,
+        interim_interval: None,
+    };
+    tokio::spawn(async move {
+        embedded::serve(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("engine failed")
+    });
+    (endpoint, stop)
+}
+
+/// One stream per file: config, the whole file, end of stream; the finals joined.
+async fn transcribe(
+    client: &mut RecognizerClient<tonic::transport::Channel>,
+    pcm: &[i16],
+) -> String {
+    let mut requests = vec![RecognizeRequest {
+        request: Some(Request::Config(StreamConfig {
+            encoding: AudioEncoding::Linear16.into(),
+            sample_rate_hz: 16_000,
+            language: "en-US".into(),
+            interim_results: false,
+            hints: vec![],
+            session_id: "whisper-reference".into(),
+            call_id: "whisper-reference".into(),
+        })),
+    }];
+    for (i, chunk) in pcm.chunks(CHUNK).enumerate() {
+        requests.push(RecognizeRequest {
+            request: Some(Request::Audio(AudioChunk {
+                audio: chunk.iter().flat_map(|s| s.to_le_bytes()).collect(),
+                offset_ms: i as u64 * 100,
+            })),
+        });
+    }
+    let mut responses = client
+        .streaming_recognize(tokio_stream::iter(requests))
+        .await
+        .expect("engine refused the stream")
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(r) = tokio::time::timeout(GUARD, responses.message())
+        .await
+        .expect("engine hung")
+        .expect("engine failed the stream")
+    {
+        if r.is_final {
+            if let Some(h) = r.alternatives.first() {
+                text.push(h.transcript.clone());
+            }
+        }
+    }
+    text.join(" ")
+}
+
+/// The human transcript of `wav`: `NAME.txt` beside it, or its line in the folder's
+/// transcripts.tsv (`<file name>\t<text>`).
+fn truth(wav: &Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(wav.with_extension("txt")) {
+        return Some(text);
+    }
+    let tsv = std::fs::read_to_string(wav.with_file_name("transcripts.tsv")).ok()?;
+    let name = wav.file_name()?.to_str()?;
+    tsv.lines()
+        .find_map(|l| l.split_once('\t').filter(|(f, _)| *f == name))
+        .map(|(_, text)| text.to_string())
+}
+
+/// The reference's transcript of each of `files`, keyed by path.
+fn reference(files: &[PathBuf]) -> HashMap<String, String> {
+    let script = common::repo().join("scripts/whisper-reference.py");
+    let how = "install it with: python3 -m pip install -r tests/reference/requirements.txt \
+               (scripts/setup.sh does)";
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--model")
+        .arg(common::model_dir())
+        .args(files)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("the Python reference needs python3 ({e}); {how}"));
+    assert!(
+        out.status.success(),
+        "the Python reference (scripts/whisper-reference.py) failed with {}: {}\n{how}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the Python reference printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Lowercase words without punctuation; Whisper's non-speech notes ("[BLANK_AUDIO]",
+/// "(music)", "♪"), which the engine drops, are dropped from both sides.
+fn normalise(text: &str) -> Vec<String> {
+    let (mut square, mut round) = (0u32, 0u32);
+    let mut kept = String::new();
+    for ch in text.chars() {
+        match ch {
+            '[' => square += 1,
+            ']' => square = square.saturating_sub(1),
+            '(' => round += 1,
+            ')' => round = round.saturating_sub(1),
+            '♪' => {}
+            _ if square == 0 && round == 0 => kept.push(ch),
+            _ => {}
+        }
+    }
+    common::words(&kept)
+}
+
+/// Word-level edit distance (substitutions, insertions, deletions).
+fn distance(a: &[String], b: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, wa) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, wb) in b.iter().enumerate() {
+            let next = (diag + usize::from(wa != wb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_matches_reference_whisper_within_one_word() {
+    let tmp = std::env::temp_dir().join(format!("asr-whisper-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let files = corpus();
+    let audio: Vec<(Vec<i16>, PathBuf)> = files.iter().map(|f| load_16k(f, &tmp)).collect();
+    let paths: Vec<PathBuf> = audio.iter().map(|(_, p)| p.clone()).collect();
+
+    // The reference runs on its own thread while the engine decodes.
+    let reference = std::thread::spawn(move || reference(&paths));
+    let (endpoint, _stop) = engine().await;
+    let mut client = RecognizerClient::connect(endpoint).await.unwrap();
+    let mut ours = Vec::new();
+    for (pcm, _) in &audio {
+        ours.push(transcribe(&mut client, pcm).await);
+    }
+    let reference = reference
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let mut failures = Vec::new();
+    // Per folder: (engine errors, reference errors, words) against the human transcripts.
+    let mut wer: Vec<(String, usize, usize, usize)> = Vec::new();
+    for ((file, (_, path)), text) in files.iter().zip(&audio).zip(&ours) {
+        let name = file
+            .strip_prefix(common::fixture(""))
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let theirs = reference
+            .get(&path.display().to_string())
+            .unwrap_or_else(|| panic!("the reference left out {}", path.display()));
+        let d = distance(&normalise(text), &normalise(theirs));
+        eprintln!("{name}: distance {d}\n  engine:    {text:?}\n  reference: {theirs:?}");
+        if let Some(truth) = truth(file) {
+            let truth = normalise(&truth);
+            let (e, r) = (
+                distance(&normalise(text), &truth),
+                distance(&normalise(theirs), &truth),
+            );
+            eprintln!(
+                "  errors vs the transcript: engine {e}/{n}, reference {r}/{n}",
+                n = truth.len()
+            );
+            let folder = file.parent().unwrap();
+            let folder = folder
+                .strip_prefix(common::repo())
+                .unwrap_or(folder)
+                .display()
+                .to_string();
+            match wer.iter_mut().find(|w| w.0 == folder) {
+                Some(w) => (w.1, w.2, w.3) = (w.1 + e, w.2 + r, w.3 + truth.len()),
+                None => wer.push((folder, e, r, truth.len())),
+            }
+        }
+        if text.contains("<|") || text.contains("|>") {
+            failures.push(format!("{name}: a special token leaked into {text:?}"));
+        }
+        if d > 1 {
+            failures.push(format!(
+                "{name}: {d} words apart\n  engine:    {text:?}\n  reference: {theirs:?}"
+            ));
+        }
+    }
+    for (folder, e, r, n) in &wer {
+        eprintln!(
+            "WER in {folder}: engine {:.1} % ({e}/{n}), reference {:.1} % ({r}/{n})",
+            100.0 * *e as f64 / *n as f64,
+            100.0 * *r as f64 / *n as f64
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "the engine does not match reference Whisper on {} of {} files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn edit_distance_counts_words() {
+    let w = |s: &str| normalise(s);
+    assert_eq!(
+        distance(&w("Yes, I'm interested."), &w("yes i am interested")),
+        0
+    );
+    assert_eq!(distance(&w("what is my balance"), &w("what is balance")), 1);
+    assert_eq!(
+        distance(
+            &w("please call me back"),
+            &w("please fall me back tomorrow")
+        ),
+        2
+    );
+    assert_eq!(
+        distance(&w("[BLANK_AUDIO] hello (music) ♪"), &w("hello")),
+        0
+    );
+    assert_eq!(distance(&w(""), &w("one two")), 2);
+}
