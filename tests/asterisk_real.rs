@@ -558,3 +558,53 @@ fn wrong_credentials_stop_startup_naming_the_server() {
         .replace("change-me", "s3cret-not-for-logs");
     common::assert_refused_credentials_stop_startup(&servers, "pbx-main", "s3cret-not-for-logs");
 }
+
+/// Every bundled fixture played through Asterisk is heard as completely over u-law as over
+/// slin16: the telephone codec costs no word the wideband path keeps.
+///
+/// Not yet true, so not run by default (`cargo test --test asterisk_real -- --ignored`).
+/// The u-law audio Asterisk sends, captured and transcribed whole, has every word; the
+/// gateway's utterance of it loses one. Whisper tiny.en turns "interested" into
+/// "interrupted" depending only on where the utterance starts: cut at 1.69 s (the VAD's
+/// start minus its 300 ms pre-roll) it errs, cut at 1.5 s or 1.875 s it does not.
+#[test]
+#[ignore = "tiny.en is sensitive to the utterance's start on narrowband audio; see the doc comment"]
+fn ulaw_is_heard_as_completely_as_slin16() {
+    let _serial = real_asterisk::serial();
+    let Some(ast) = real_asterisk::start() else {
+        return;
+    };
+    let fixtures = ["yes-interested", "call-back", "balance", "two-phrases"];
+    let mut errors = std::collections::HashMap::new();
+    for format in ["ulaw", "slin16"] {
+        let mut gw = gateway(&ast, &rtp(format), false);
+        let play = [("PLAY_DELAY", "1"), ("PLAY_TAIL", "2")];
+        for fixture in fixtures {
+            let call = format!("par-{format}-{fixture}");
+            ast.originate(&call, "asr-hold", format, fixture, &play);
+            assert_eq!(listen(&gw, &call), 202);
+        }
+        for fixture in fixtures {
+            let call = format!("par-{format}-{fixture}");
+            let started = wait_events(&mut gw, &call, "asr.session.started", 1).remove(0);
+            let session = session_of(&started);
+            let ended = gw.wait_for(&session, "asr.session.ended", LONG);
+            assert_eq!(ended["data"]["cause"], "hangup", "{ended}");
+            let heard = gw.transcript(&session);
+            let count = asr_gateway::bench::wer::count(&reference(fixture), &heard);
+            eprintln!("{call}: {heard:?} ({count:?})");
+            errors.insert(
+                (format, fixture),
+                count.substitutions + count.deletions + count.insertions,
+            );
+        }
+        ast.assert_nothing_left(Duration::from_secs(20));
+    }
+    for fixture in fixtures {
+        let (ulaw, slin16) = (errors[&("ulaw", fixture)], errors[&("slin16", fixture)]);
+        assert!(
+            ulaw <= slin16,
+            "{fixture}: {ulaw} word errors over u-law, {slin16} over slin16"
+        );
+    }
+}

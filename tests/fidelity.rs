@@ -28,7 +28,9 @@ fn bench(name: &str, audio: &str, extra: &[&str]) -> Value {
         .count();
     let output = Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bench", "--quiet", "--engine", "embedded", "--codec", "pcmu"])
+        .args([
+            "bench", "--quiet", "--engine", "embedded", "--codec", "pcmu",
+        ])
         .args(["--audio", audio, "--loops", "1", "--ramp", "0.5"])
         .args(["--streams", &clips.to_string(), "--duration", "10"])
         .args(["--out", json.to_str().unwrap()])
