@@ -230,6 +230,9 @@ impl Gateway {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        // The gateway closes a keep-alive connection idle for its header timeout (10 s by
+        // default); never reuse one that old, or a request can meet the closing socket.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("a default HTTP client builds")
 }

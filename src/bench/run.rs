@@ -225,8 +225,8 @@ pub async fn run(
     if events_seen {
         wait_for_ends(&events, started.len() as u64, Duration::from_secs(30)).await;
     }
-    let offline = offline_baseline(&engine, &gateway, &clips, &options.codec, config_file).await;
     let final_metrics = gateway.metrics().await.ok();
+    let offline = offline_baseline(&engine, &gateway, &clips, &options.codec, config_file).await;
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(&journal);
     if let Some(reader) = reader {
