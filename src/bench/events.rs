@@ -53,8 +53,12 @@ pub struct EventLog {
     timing: Mutex<HashMap<usize, ClipTiming>>,
     /// (stream, clip pass) already timed.
     timed: Mutex<HashSet<(usize, u64)>>,
+    /// (stream, clip pass) whose `asr.speech.ended` was already timed.
+    endpointed: Mutex<HashSet<(usize, u64)>>,
     /// Speech end → final over all streams.
     pub final_latency: LatencyHistogram,
+    /// Speech end → `asr.speech.ended` (the gateway's endpointing) over all streams.
+    pub endpoint_latency: LatencyHistogram,
     /// Sum of utterance audio and of speech-end→final time, ms (real-time factor).
     pub utterance_audio_ms: AtomicU64,
     pub utterance_wait_ms: AtomicU64,
@@ -103,6 +107,9 @@ impl EventLog {
                 }
                 stream.finals.push(seen);
             }
+            "asr.speech.ended" => {
+                self.time_speech_end(index, u("start_ms"), u("end_ms"), registry, received_us);
+            }
             "asr.error" => stream
                 .errors
                 .push(data["message"].as_str().unwrap_or_default().to_owned()),
@@ -142,6 +149,37 @@ impl EventLog {
         self.utterance_wait_ms
             .fetch_add(wait_us / 1000, Ordering::Relaxed);
         Some(wait_us as f64 / 1000.0)
+    }
+
+    /// Speech end → `asr.speech.ended`, when the utterance reaches the clip pass's end of
+    /// speech. The pass is the one the utterance started in: its end may lie a hangover
+    /// past the clip's end when the packets stopped.
+    fn time_speech_end(
+        &self,
+        index: usize,
+        start_ms: u64,
+        end_ms: u64,
+        registry: &Registry,
+        received_us: u64,
+    ) {
+        let Some(timing) = lock(&self.timing).get(&index).copied() else {
+            return;
+        };
+        let Some(speech_end) = timing.speech_end_ms else {
+            return;
+        };
+        let pass = start_ms / timing.clip_ms.max(1);
+        let speech_end_abs = pass * timing.clip_ms + speech_end;
+        if end_ms < speech_end_abs || !lock(&self.endpointed).insert((index, pass)) {
+            return;
+        }
+        let packet = speech_end_abs.saturating_sub(1) / registry.ptime_ms;
+        let Some(sent) = registry.stream(index).sent_at_us(packet) else {
+            return;
+        };
+        if let Some(wait_us) = received_us.checked_sub(sent) {
+            self.endpoint_latency.record_us(wait_us);
+        }
     }
 
     /// A copy of every stream's events so far.
@@ -219,6 +257,36 @@ mod tests {
         assert_eq!(s.final_latency_ms, vec![400.0]);
         assert_eq!(log.final_latency.snapshot().count(), 1);
         assert_eq!(log.utterance_audio_ms.load(Ordering::Relaxed), 1_200);
+    }
+
+    #[test]
+    fn speech_end_is_timed_for_the_utterance_reaching_the_clip_end() {
+        let registry = Registry::new(20);
+        let log = EventLog::default();
+        log.expect_stream(
+            1,
+            ClipTiming {
+                clip_ms: 2_000,
+                speech_end_ms: Some(1_900),
+            },
+        );
+        // Pass 0 speech ends at 1,900 ms: packet 94 left at t = 5 s.
+        registry.stream(1).note_sent(94, 5_000_000);
+        let ended = |start, end| {
+            line(
+                "asr.speech.ended",
+                "bench-1",
+                serde_json::json!({"start_ms": start, "end_ms": end}),
+            )
+        };
+        // An earlier phrase does not count; the last one ends a hangover past the clip
+        // (the packets stopped) and still belongs to pass 0.
+        log.handle_line(&ended(300, 900), &registry, 5_100_000);
+        log.handle_line(&ended(1_000, 2_500), &registry, 5_620_000);
+        log.handle_line(&ended(1_000, 2_500), &registry, 5_900_000);
+        let latency = log.endpoint_latency.snapshot();
+        assert_eq!(latency.count(), 1);
+        assert_eq!(latency.summary().unwrap().max_ms.round(), 620.0);
     }
 
     #[test]

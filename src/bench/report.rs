@@ -85,6 +85,9 @@ pub struct Totals {
     pub processing_latency: Option<LatencySummary>,
     /// End of speech in the clip → the final event at the bench.
     pub final_latency: Option<LatencySummary>,
+    /// End of speech in the clip → `asr.speech.ended` at the bench: the VAD hangover plus
+    /// the gateway's own delay, whether or not packets kept flowing.
+    pub endpoint_latency: Option<LatencySummary>,
     /// Speech-end→final time over utterance length (the engine's real-time factor when
     /// it decodes at end of speech).
     pub real_time_factor: Option<f64>,
@@ -256,6 +259,13 @@ impl BenchResult {
                     "end of speech → final: no final covered a clip's end of speech"
                 );
             }
+        }
+        if let Some(l) = t.endpoint_latency {
+            let _ = writeln!(
+                out,
+                "end of speech → asr.speech.ended: p50 {:.0} ms, p95 {:.0}, p99 {:.0}, max {:.0} ({} utterances)",
+                l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.samples
+            );
         }
         let _ = writeln!(
             out,

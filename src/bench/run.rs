@@ -653,6 +653,7 @@ fn totals(
     t.latency = registry.latency.snapshot().summary();
     t.processing_latency = registry.processing.snapshot().summary();
     t.final_latency = events.final_latency.snapshot().summary();
+    t.endpoint_latency = events.endpoint_latency.snapshot().summary();
     let audio = events.utterance_audio_ms.load(Ordering::Relaxed);
     t.real_time_factor =
         (audio > 0).then(|| events.utterance_wait_ms.load(Ordering::Relaxed) as f64 / audio as f64);
