@@ -226,7 +226,14 @@ pub async fn run(
         wait_for_ends(&events, started.len() as u64, Duration::from_secs(30)).await;
     }
     let final_metrics = gateway.metrics().await.ok();
-    let offline = offline_baseline(&engine, &gateway, &clips, &options.codec, config_file).await;
+    // Offline, the clips the streams played, each once.
+    let played: Vec<Clip> = clips
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| started.iter().any(|s| s.clip == *k))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let offline = offline_baseline(&engine, &gateway, &played, &options.codec, config_file).await;
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(&journal);
     if let Some(reader) = reader {
