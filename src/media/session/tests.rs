@@ -79,6 +79,28 @@ fn audio_samples(outputs: &[Output], stream: UtteranceId) -> usize {
         .sum()
 }
 
+/// `start_ms` of the first `asr.speech.started` among `outputs`.
+fn first_speech_start_ms(outputs: &[Output]) -> u64 {
+    events(outputs)
+        .into_iter()
+        .find_map(|e| match e {
+            EventBody::SpeechStarted { start_ms, .. } => Some(*start_ms),
+            _ => None,
+        })
+        .expect("an utterance started")
+}
+
+/// `end_ms` of the first `asr.speech.ended` among `outputs`.
+fn first_speech_end_ms(outputs: &[Output]) -> u64 {
+    events(outputs)
+        .into_iter()
+        .find_map(|e| match e {
+            EventBody::SpeechEnded { end_ms, .. } => Some(*end_ms),
+            _ => None,
+        })
+        .expect("an utterance ended")
+}
+
 fn final_for(utterance: UtteranceId, text: &str) -> AsrUpdate {
     AsrUpdate::Result(Hypothesis {
         stream: utterance,
@@ -761,13 +783,7 @@ fn packets_stopping_after_speech_end_the_utterance_on_the_clock() {
     // It ends where silence would have: the same utterance fed the whole file.
     let mut whole = Session::new(config(AsrMode::Utterance), t0).unwrap();
     let (full, _) = feed(&mut whole, t0, &all);
-    let full_end = events(&full)
-        .into_iter()
-        .find_map(|e| match e {
-            EventBody::SpeechEnded { end_ms, .. } => Some(*end_ms),
-            _ => None,
-        })
-        .unwrap();
+    let full_end = first_speech_end_ms(&full);
     assert!(
         end_ms <= full_end && end_ms + 200 >= full_end,
         "on the clock {end_ms} ms, with silence {full_end} ms"
@@ -811,13 +827,7 @@ fn close_sends_the_pipeline_tail_to_the_engine() {
     let (mut out, now) = feed(&mut s, t0, &all[..sent]);
     s.handle_close(now, EndCause::Stopped);
     drain(&mut s, &mut out);
-    let start_ms = events(&out)
-        .into_iter()
-        .find_map(|e| match e {
-            EventBody::SpeechStarted { start_ms, .. } => Some(*start_ms),
-            _ => None,
-        })
-        .unwrap();
+    let start_ms = first_speech_start_ms(&out);
     // Media sample m is input time (m - delay): every received sample came out of the
     // resampler, its filter's tail included, and went to the engine.
     let delay = Resampler::new(8_000, 16_000).unwrap().delay() as u64;
@@ -844,13 +854,7 @@ fn a_lost_packet_mid_speech_is_filled_from_the_voice_before_it() {
         drain(&mut s, &mut out);
         now += PTIME;
     }
-    let start_ms = events(&out)
-        .into_iter()
-        .find_map(|e| match e {
-            EventBody::SpeechStarted { start_ms, .. } => Some(*start_ms),
-            _ => None,
-        })
-        .unwrap();
+    let start_ms = first_speech_start_ms(&out);
     let stream: Vec<i16> = out
         .iter()
         .filter_map(|o| match o {
