@@ -15,16 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use asr_gateway::asr::client::{AsrClient, ClientConfig};
 use asr_gateway::asr::embedded::{self, EngineConfig};
-use asr_gateway::asr::proto::recognize_request::Request;
-use asr_gateway::asr::proto::recognizer_client::RecognizerClient;
-use asr_gateway::asr::proto::{AudioChunk, AudioEncoding, RecognizeRequest, StreamConfig};
+use asr_gateway::asr::types::StreamOptions;
+use asr_gateway::bench::wer;
+use asr_gateway::tls::TlsSettings;
+use asr_gateway::transcribe::recognize;
 use tokio::sync::oneshot;
 
 /// Guards against hangs only.
 const GUARD: Duration = Duration::from_secs(300);
-/// Audio is sent in 100 ms chunks.
-const CHUNK: usize = 1600;
 
 /// Every WAV the test transcribes, in a stable order.
 fn corpus() -> Vec<PathBuf> {
@@ -94,48 +94,20 @@ async fn engine() -> (String, oneshot::Sender<()>) {
     (endpoint, stop)
 }
 
-/// One stream per file: config, the whole file, end of stream; the finals joined.
-async fn transcribe(
-    client: &mut RecognizerClient<tonic::transport::Channel>,
-    pcm: &[i16],
-) -> String {
-    let mut requests = vec![RecognizeRequest {
-        request: Some(Request::Config(StreamConfig {
-            encoding: AudioEncoding::Linear16.into(),
-            sample_rate_hz: 16_000,
-            language: "en-US".into(),
-            interim_results: false,
-            hints: vec![],
-            session_id: "whisper-reference".into(),
-            call_id: "whisper-reference".into(),
-        })),
-    }];
-    for (i, chunk) in pcm.chunks(CHUNK).enumerate() {
-        requests.push(RecognizeRequest {
-            request: Some(Request::Audio(AudioChunk {
-                audio: chunk.iter().flat_map(|s| s.to_le_bytes()).collect(),
-                offset_ms: i as u64 * 100,
-            })),
-        });
-    }
-    let mut responses = client
-        .streaming_recognize(tokio_stream::iter(requests))
+/// One stream per file through the gateway's own client (`transcribe::recognize`): the
+/// whole file, then end of stream; the finals joined.
+async fn transcribe(client: &AsrClient, pcm: &[i16]) -> String {
+    let options = StreamOptions {
+        session_id: "whisper-reference".into(),
+        call_id: "whisper-reference".into(),
+        sample_rate: 16_000,
+        language: "en-US".into(),
+        interim_results: false,
+        hints: vec![],
+    };
+    recognize(client, options, pcm)
         .await
-        .expect("engine refused the stream")
-        .into_inner();
-    let mut text = Vec::new();
-    while let Some(r) = tokio::time::timeout(GUARD, responses.message())
-        .await
-        .expect("engine hung")
-        .expect("engine failed the stream")
-    {
-        if r.is_final {
-            if let Some(h) = r.alternatives.first() {
-                text.push(h.transcript.clone());
-            }
-        }
-    }
-    text.join(" ")
+        .unwrap_or_else(|f| panic!("engine failed the stream: {f}"))
 }
 
 /// The human transcript of `wav`: `NAME.txt` beside it, or its line in the folder's
@@ -181,7 +153,7 @@ fn reference(files: &[PathBuf]) -> HashMap<String, String> {
 
 /// Lowercase words without punctuation; Whisper's non-speech notes ("[BLANK_AUDIO]",
 /// "(music)", "♪"), which the engine drops, are dropped from both sides.
-fn normalise(text: &str) -> Vec<String> {
+fn normalise(text: &str) -> String {
     let (mut square, mut round) = (0u32, 0u32);
     let mut kept = String::new();
     for ch in text.chars() {
@@ -195,24 +167,14 @@ fn normalise(text: &str) -> Vec<String> {
             _ => {}
         }
     }
-    common::words(&kept)
+    kept
 }
 
-/// Word-level edit distance (substitutions, insertions, deletions).
-fn distance(a: &[String], b: &[String]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, wa) in a.iter().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, wb) in b.iter().enumerate() {
-            let next = (diag + usize::from(wa != wb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
+/// Word edits between two transcripts, after `normalise` and the project's text
+/// normalisation (`bench::wer`).
+fn distance(a: &str, b: &str) -> usize {
+    let count = wer::count(&normalise(a), &normalise(b));
+    count.substitutions + count.deletions + count.insertions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,10 +188,16 @@ async fn engine_matches_reference_whisper_within_one_word() {
     // The reference runs on its own thread while the engine decodes.
     let reference = std::thread::spawn(move || reference(&paths));
     let (endpoint, _stop) = engine().await;
-    let mut client = RecognizerClient::connect(endpoint).await.unwrap();
+    let client = AsrClient::new(ClientConfig {
+        endpoint,
+        tls: TlsSettings::default(),
+        connect_timeout: Duration::from_secs(10),
+        final_timeout: GUARD,
+    })
+    .unwrap();
     let mut ours = Vec::new();
     for (pcm, _) in &audio {
-        ours.push(transcribe(&mut client, pcm).await);
+        ours.push(transcribe(&client, pcm).await);
     }
     let reference = reference
         .join()
@@ -248,18 +216,12 @@ async fn engine_matches_reference_whisper_within_one_word() {
         let theirs = reference
             .get(&path.display().to_string())
             .unwrap_or_else(|| panic!("the reference left out {}", path.display()));
-        let d = distance(&normalise(text), &normalise(theirs));
+        let d = distance(text, theirs);
         eprintln!("{name}: distance {d}\n  engine:    {text:?}\n  reference: {theirs:?}");
         if let Some(truth) = truth(file) {
-            let truth = normalise(&truth);
-            let (e, r) = (
-                distance(&normalise(text), &truth),
-                distance(&normalise(theirs), &truth),
-            );
-            eprintln!(
-                "  errors vs the transcript: engine {e}/{n}, reference {r}/{n}",
-                n = truth.len()
-            );
+            let (e, r) = (distance(text, &truth), distance(theirs, &truth));
+            let n = wer::count(&truth, "").reference_words;
+            eprintln!("  errors vs the transcript: engine {e}/{n}, reference {r}/{n}",);
             let folder = file.parent().unwrap();
             let folder = folder
                 .strip_prefix(common::repo())
@@ -267,8 +229,8 @@ async fn engine_matches_reference_whisper_within_one_word() {
                 .display()
                 .to_string();
             match wer.iter_mut().find(|w| w.0 == folder) {
-                Some(w) => (w.1, w.2, w.3) = (w.1 + e, w.2 + r, w.3 + truth.len()),
-                None => wer.push((folder, e, r, truth.len())),
+                Some(w) => (w.1, w.2, w.3) = (w.1 + e, w.2 + r, w.3 + n),
+                None => wer.push((folder, e, r, n)),
             }
         }
         if text.contains("<|") || text.contains("|>") {
@@ -298,22 +260,12 @@ async fn engine_matches_reference_whisper_within_one_word() {
 
 #[test]
 fn edit_distance_counts_words() {
-    let w = |s: &str| normalise(s);
+    assert_eq!(distance("Yes, I'm interested.", "yes i am interested"), 0);
+    assert_eq!(distance("what is my balance", "what is balance"), 1);
     assert_eq!(
-        distance(&w("Yes, I'm interested."), &w("yes i am interested")),
-        0
-    );
-    assert_eq!(distance(&w("what is my balance"), &w("what is balance")), 1);
-    assert_eq!(
-        distance(
-            &w("please call me back"),
-            &w("please fall me back tomorrow")
-        ),
+        distance("please call me back", "please fall me back tomorrow"),
         2
     );
-    assert_eq!(
-        distance(&w("[BLANK_AUDIO] hello (music) ♪"), &w("hello")),
-        0
-    );
-    assert_eq!(distance(&w(""), &w("one two")), 2);
+    assert_eq!(distance("[BLANK_AUDIO] hello (music) ♪", "hello"), 0);
+    assert_eq!(distance("", "one two"), 2);
 }
