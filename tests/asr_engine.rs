@@ -3,32 +3,24 @@
 //! Needs models/whisper-tiny.en (run scripts/fetch-model.sh first) and the `whisper` feature.
 #![cfg(feature = "whisper")]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use asr_gateway::asr::client::{AsrClient, ClientConfig};
 use asr_gateway::asr::embedded::{self, EngineConfig, EngineError};
 use asr_gateway::asr::types::{
     AsrAudio, AsrControl, AsrFailure, AsrRequest, AsrUpdate, Hypothesis, StreamOptions,
 };
-use tokio::sync::{mpsc, oneshot};
+use common::engine::Engine;
+use tokio::sync::mpsc;
 
 /// Guards against hangs only; nothing here asserts speed.
 const GUARD: Duration = Duration::from_secs(120);
 /// 20 ms at 16 kHz.
 const FRAME: usize = 320;
-
-fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/whisper-tiny.en");
-    assert!(
-        dir.join("model.bin").is_file(),
-        "{} is missing: run scripts/fetch-model.sh first",
-        dir.display()
-    );
-    dir
-}
 
 /// `text` spoken by espeak-ng, as 16 kHz mono PCM.
 fn speech(text: &str) -> Vec<i16> {
@@ -81,32 +73,8 @@ fn has_words(text: &str, expected: &str) -> bool {
     expected.split(' ').all(|w| got.contains(&w))
 }
 
-struct Engine {
-    endpoint: String,
-    _stop: oneshot::Sender<()>,
-}
-
 async fn engine(workers: usize, queue: usize, interim: Option<Duration>) -> Engine {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = EngineConfig {
-        model_dir: model_dir(),
-        workers,
-        queue,
-        interim_interval: interim,
-    };
-    tokio::spawn(async move {
-        embedded::serve(config, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("engine failed")
-    });
-    Engine {
-        endpoint,
-        _stop: stop,
-    }
+    common::engine::start(workers, queue, interim).await
 }
 
 fn client(e: &Engine) -> AsrClient {

@@ -16,12 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use asr_gateway::asr::client::{AsrClient, ClientConfig};
-use asr_gateway::asr::embedded::{self, EngineConfig};
 use asr_gateway::asr::types::StreamOptions;
 use asr_gateway::bench::wer;
 use asr_gateway::tls::TlsSettings;
 use asr_gateway::transcribe::recognize;
-use tokio::sync::oneshot;
 
 /// Guards against hangs only.
 const GUARD: Duration = Duration::from_secs(300);
@@ -71,27 +69,6 @@ fn load_16k(file: &Path, tmp: &Path) -> (Vec<i16>, PathBuf) {
         .map(Result::unwrap)
         .collect();
     (samples, path)
-}
-
-/// Start the embedded engine (one worker, as the reference runs on one thread).
-async fn engine() -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = EngineConfig {
-        model_dir: common::model_dir(),
-        workers: 1,
-        queue: 2,
-        interim_interval: None,
-    };
-    tokio::spawn(async move {
-        embedded::serve(config, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("engine failed")
-    });
-    (endpoint, stop)
 }
 
 /// One stream per file through the gateway's own client (`transcribe::recognize`): the
@@ -187,9 +164,10 @@ async fn engine_matches_reference_whisper_within_one_word() {
 
     // The reference runs on its own thread while the engine decodes.
     let reference = std::thread::spawn(move || reference(&paths));
-    let (endpoint, _stop) = engine().await;
+    // One worker, as the reference runs on one thread.
+    let engine = common::engine::start(1, 2, None).await;
     let client = AsrClient::new(ClientConfig {
-        endpoint,
+        endpoint: engine.endpoint.clone(),
         tls: TlsSettings::default(),
         connect_timeout: Duration::from_secs(10),
         final_timeout: GUARD,

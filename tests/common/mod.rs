@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[cfg(feature = "whisper")]
+pub mod engine;
 pub mod test_ca;
 
 pub fn repo() -> PathBuf {
