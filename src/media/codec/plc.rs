@@ -28,7 +28,8 @@ const FADE_8K: usize = 400;
 pub struct Concealer {
     /// Samples per 8 kHz sample (1 at 8 kHz, 2 at 16 kHz, ...), at least 1.
     scale: usize,
-    /// The last good audio, oldest first; at most `HISTORY_8K * scale` samples.
+    /// The last good audio, oldest first; only the newest `HISTORY_8K * scale` samples
+    /// are read, and it holds at most twice that.
     history: Vec<i16>,
     /// The loss in progress, if any.
     loss: Option<Loss>,
@@ -48,7 +49,7 @@ impl Concealer {
         let scale = (rate as usize / 8000).max(1);
         Self {
             scale,
-            history: Vec::with_capacity(HISTORY_8K * scale),
+            history: Vec::with_capacity(2 * HISTORY_8K * scale + 960),
             loss: None,
         }
     }
@@ -106,18 +107,15 @@ impl Concealer {
         HISTORY_8K * self.scale
     }
 
+    /// Keep `pcm` as the newest history. The buffer grows to twice the history before the
+    /// old half is dropped, so a packet costs one copy of itself, not a shift of the history.
     fn remember(&mut self, pcm: &[i16]) {
         let cap = self.history_cap();
-        if pcm.len() >= cap {
-            self.history.clear();
-            self.history.extend_from_slice(&pcm[pcm.len() - cap..]);
-            return;
-        }
-        let overflow = (self.history.len() + pcm.len()).saturating_sub(cap);
-        if overflow > 0 {
-            self.history.drain(..overflow);
-        }
         self.history.extend_from_slice(pcm);
+        if self.history.len() > 2 * cap {
+            let excess = self.history.len() - cap;
+            self.history.drain(..excess);
+        }
     }
 
     /// The period whose lag best matches the most recent longest-period window.
@@ -290,7 +288,7 @@ mod tests {
         for _ in 0..100 {
             let mut pcm = tone(48000, 200.0, 960, 0);
             plc.handle_good(&mut pcm);
-            assert!(plc.history.len() <= HISTORY_8K * 6);
+            assert!(plc.history.len() <= 2 * HISTORY_8K * 6);
         }
         let mut big = vec![1i16; 100_000];
         plc.handle_good(&mut big);
