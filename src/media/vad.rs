@@ -167,6 +167,52 @@ pub fn webrtc_overhang_frames(aggressiveness: u8, frame_ms: u32) -> u32 {
     }
 }
 
+/// Frames webrtc-vad keeps saying "speech" after a run of more than
+/// `WEBRTC_LONG_RUN_FRAMES` voiced frames (libfvad's `over_hang_max_2` table).
+pub fn webrtc_long_overhang_frames(aggressiveness: u8, frame_ms: u32) -> u32 {
+    let quality = aggressiveness <= 1;
+    match (quality, frame_ms) {
+        (true, 10) => 14,
+        (true, 20) => 7,
+        (true, _) => 5,
+        (false, 10) => 9,
+        (false, 20) => 5,
+        (false, _) => 3,
+    }
+}
+
+/// A frame this quiet (RMS, 16-bit full scale = 32768: about -45 dBFS) is silence to the
+/// ear even when webrtc-vad still holds it as speech.
+pub const QUIET_RMS: f64 = 185.0;
+
+fn is_quiet(frame: &[i16]) -> bool {
+    let energy: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    energy <= QUIET_RMS * QUIET_RMS * frame.len() as f64
+}
+
+/// A voiced run longer than this many frames gets the long overhang (libfvad's
+/// `kMaxSpeechFrames`).
+pub const WEBRTC_LONG_RUN_FRAMES: u32 = 6;
+
+/// webrtc-vad's hold time in frames: how many of the `voiced_run` frames it called
+/// speech just before its first "silence" were in fact silence already.
+///
+/// After a voiced run of `r` frames it holds `short` frames if `r` is at most
+/// `WEBRTC_LONG_RUN_FRAMES`, else `long`. The detector's output run is at least
+/// `r` plus the hold, so a run shorter than `WEBRTC_LONG_RUN_FRAMES + 1 + long`
+/// must have ended on the short hold. A longer run is taken to end on the long
+/// hold; that is wrong only when its last burst was short (a blip after a pause),
+/// and then by `long - short` frames (2 at mode 2 with 20 ms frames).
+fn webrtc_hold_frames(voiced_run: u32, short: u32, long: u32) -> u32 {
+    let hold = if voiced_run > WEBRTC_LONG_RUN_FRAMES + long {
+        long
+    } else {
+        short
+    };
+    // At least one frame of the run was real voice.
+    hold.min(voiced_run.saturating_sub(1))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
@@ -199,10 +245,11 @@ enum State {
 ///   falls back to Idle (held frames stay as pre-roll).
 /// - `start_sample` = first pending sample minus the pre-roll held (at most
 ///   `preroll_ms`, less after a start, an utterance end or a `skip`).
-/// - In speech, `hangover_ms` of unvoiced frames in a row ends it (`Silence`) on
-///   the frame that completes the hangover. webrtc-vad holds "speech" 2 to 9
-///   frames itself after voice stops, so the silence seen before `Ended` is the
-///   hangover plus that.
+/// - In speech, `hangover_ms` of silence ends it (`Silence`) on the frame that
+///   completes the hangover. webrtc-vad holds "speech" 2 to 9 frames itself after
+///   voice stops (`webrtc_hold_frames`); those frames count as silence, so the
+///   hangover is measured from the end of the voice, not from the detector's
+///   first "silence".
 /// - `max_utterance_ms` counts from `start_sample` (pre-roll included); reaching
 ///   it ends with `MaxLength` on that frame. If voice continues, the next voiced
 ///   frame opens Pending again, so no audio is lost between the two utterances.
@@ -214,6 +261,14 @@ pub struct Segmenter {
     confirm_frames: u32,
     /// In samples, whole frames.
     hangover_samples: u64,
+    /// webrtc-vad's hold after a short and after a long voiced run, in frames.
+    hold_short_frames: u32,
+    hold_long_frames: u32,
+    /// Frames webrtc-vad called speech in a row, up to the last frame pushed.
+    voiced_run: u32,
+    /// Of those, the last ones in a row that were quiet (`QUIET_RMS`): the detector's
+    /// hold over silence, if no louder frame follows.
+    quiet_tail: u32,
     /// In samples, whole frames; measured from `start_sample` (pre-roll included).
     max_samples: u64,
     state: State,
@@ -271,6 +326,10 @@ impl Segmenter {
             preroll_frames,
             confirm_frames,
             hangover_samples: u64::from(hangover_frames) * frame_len as u64,
+            hold_short_frames: webrtc_overhang_frames(config.aggressiveness, fms),
+            hold_long_frames: webrtc_long_overhang_frames(config.aggressiveness, fms),
+            voiced_run: 0,
+            quiet_tail: 0,
             max_samples: u64::from(max_frames) * frame_len as u64,
             state: State::Idle,
             clock: 0,
@@ -294,6 +353,25 @@ impl Segmenter {
 
     pub fn push_frame(&mut self, frame: &[i16]) -> Result<FrameVerdict, VadError> {
         let voiced = self.vad.is_speech(frame)?;
+        // Frames of the detector's own hold, known once it first says "silence".
+        let held_silence = if voiced {
+            self.voiced_run += 1;
+            self.quiet_tail = if is_quiet(frame) {
+                self.quiet_tail + 1
+            } else {
+                0
+            };
+            0
+        } else {
+            self.quiet_tail = 0;
+            let hold = webrtc_hold_frames(
+                self.voiced_run,
+                self.hold_short_frames,
+                self.hold_long_frames,
+            );
+            self.voiced_run = 0;
+            u64::from(hold) * self.frame_len as u64
+        };
         let frame_start = self.clock;
         self.clock += self.frame_len as u64;
         let verdict = match self.state {
@@ -339,7 +417,7 @@ impl Segmenter {
                 let silent = if voiced {
                     0
                 } else {
-                    silent + self.frame_len as u64
+                    silent + held_silence + self.frame_len as u64
                 };
                 if silent >= self.hangover_samples {
                     self.end_utterance(self.clock, EndReason::Silence)
@@ -417,9 +495,22 @@ impl Segmenter {
 
     /// In speech: how much more silence ends the utterance (the rest of the hangover),
     /// samples. `None` when no utterance is open.
+    ///
+    /// For input that stops (packets that stop coming), not for frames still to come:
+    /// the quiet frames the detector is holding as speech at the tail are counted as
+    /// silence already, as its first "silence" frame would have counted them.
     pub fn silence_to_end(&self) -> Option<u64> {
         match self.state {
-            State::InSpeech { silent, .. } => Some(self.hangover_samples.saturating_sub(silent)),
+            State::InSpeech { silent, .. } => {
+                let hold = webrtc_hold_frames(
+                    self.voiced_run,
+                    self.hold_short_frames,
+                    self.hold_long_frames,
+                )
+                .min(self.quiet_tail);
+                let silent = silent + u64::from(hold) * self.frame_len as u64;
+                Some(self.hangover_samples.saturating_sub(silent))
+            }
             _ => None,
         }
     }

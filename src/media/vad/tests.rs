@@ -154,7 +154,6 @@ fn one_burst_positions_preroll_and_hangover() {
     let signal = script(&[(false, 1000), (true, 1000), (false, 2000)]);
     let (first, last) = reference_edges(cfg, &signal);
     assert_eq!(first, 50, "voice starts at frame 50 (1 s)");
-    assert!((99..=106).contains(&last), "webrtc-vad overhang: {last}");
 
     let utts = run(&mut seg(cfg), &signal);
     assert_eq!(utts.len(), 1);
@@ -163,8 +162,12 @@ fn one_burst_positions_preroll_and_hangover() {
     assert_eq!(u.start, 50 * 320 - 4800);
     // Confirmed on the 8th voiced frame (5 for 100 ms + 3 overhang at mode 2).
     assert_eq!(u.started_at_frame, first + 7);
-    // Hangover: 600 ms = 30 unvoiced frames after the last voiced one.
-    assert_eq!(u.end, ((last + 1 + 30) * FL) as u64);
+    // Hangover: 600 ms = 30 frames after the voice itself ends (frame 100), not
+    // after webrtc-vad's last "speech" frame: its hold frames count as silence.
+    // The detector still calls the first silent frame speech (its filters' tail), then
+    // holds 5 frames at mode 2 after a long run.
+    assert_eq!(last, 100 + 5);
+    assert_eq!(u.end, ((last + 1 - 5 + 30) * FL) as u64);
     assert_eq!(u.reason, Some(EndReason::Silence));
     // What was forwarded is exactly the input between start and end, in order.
     assert_eq!(u.audio, signal[u.start as usize..u.end as usize]);
@@ -421,8 +424,10 @@ fn single_phrase_fixtures_give_one_utterance_each() {
         let audio = fixture(name);
         let utts = run(&mut seg(VadConfig::default()), &audio);
         assert_eq!(utts.len(), 1, "{name}: {utts:?}");
+        // The utterance holds all the speech and at least 500 ms after it.
+        let last_loud = audio.iter().rposition(|s| s.unsigned_abs() > 1000).unwrap();
         assert!(
-            utts[0].start < 8000 && utts[0].end > audio.len() as u64 - 8000,
+            utts[0].start < 8000 && utts[0].end >= last_loud as u64 + 16 * 500,
             "{name}"
         );
     }
@@ -458,4 +463,55 @@ fn huge_millisecond_settings_are_refused_before_allocating() {
         ..VadConfig::default()
     };
     assert!(Segmenter::new(at_limit, RATE).is_ok());
+}
+
+#[test]
+fn hangover_counts_from_the_end_of_the_voice_at_every_mode() {
+    for aggressiveness in 0..=3 {
+        let cfg = VadConfig {
+            aggressiveness,
+            ..Default::default()
+        };
+        let signal = script(&[(false, 1000), (true, 1000), (false, 2000)]);
+        let (_, last) = reference_edges(cfg, &signal);
+        let hold = webrtc_long_overhang_frames(aggressiveness, 20) as usize;
+        // Voice ends with frame 99; the detector hears its tail in frame 100, then holds.
+        assert_eq!(last, 100 + hold, "mode {aggressiveness}: detector's hold");
+        let utts = run(&mut seg(cfg), &signal);
+        assert_eq!(utts.len(), 1);
+        // The hangover runs from frame 101, not from the end of the hold.
+        let end = (101 + 30) * FL;
+        assert_eq!(utts[0].end, end as u64, "mode {aggressiveness}");
+    }
+}
+
+#[test]
+fn hold_after_a_short_run_is_the_short_one() {
+    // Output runs too short to contain a long run plus its long hold.
+    assert_eq!(webrtc_hold_frames(4, 3, 5), 3);
+    assert_eq!(webrtc_hold_frames(11, 3, 5), 3);
+    assert_eq!(webrtc_hold_frames(12, 3, 5), 5);
+    // Never the whole run: its first frame was voice.
+    assert_eq!(webrtc_hold_frames(2, 3, 5), 1);
+    assert_eq!(webrtc_hold_frames(0, 3, 5), 0);
+}
+
+#[test]
+fn input_that_stops_counts_the_quiet_hold_as_silence() {
+    let cfg = VadConfig::default();
+    // Voice, then 100 ms of silence (which webrtc-vad holds as speech), then nothing.
+    let signal = script(&[(false, 500), (true, 1000), (false, 100)]);
+    let mut s = seg(cfg);
+    for f in signal.chunks_exact(FL) {
+        s.push_frame(f).unwrap();
+    }
+    assert!(s.in_speech());
+    // Of the 600 ms hangover, the 100 ms already silent are spent.
+    assert_eq!(s.silence_to_end(), Some((30 - 5) * FL as u64));
+    // Voice right up to the stop: nothing is spent.
+    let mut s = seg(cfg);
+    for f in script(&[(false, 500), (true, 1000)]).chunks_exact(FL) {
+        s.push_frame(f).unwrap();
+    }
+    assert_eq!(s.silence_to_end(), Some(30 * FL as u64));
 }
