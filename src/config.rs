@@ -26,6 +26,9 @@ use crate::media::jitter::JitterConfig;
 use crate::media::vad::VadConfig;
 use crate::tls::{TlsError, TlsSettings};
 
+pub mod engines;
+pub use engines::{EngineEntry, EnginePlan};
+
 /// Prefix of environment overrides; `__` separates section and key.
 pub const ENV_PREFIX: &str = "ASRGW_";
 
@@ -234,6 +237,16 @@ pub struct AsrSection {
     pub retry_keep_ms: u64,
     /// CA and client certificate for an `https://` endpoint.
     pub tls: TlsSettings,
+    /// Named engines (`[asr.engines.NAME]`, see config/engines.rs); instead of `endpoint`.
+    pub engines: BTreeMap<String, EngineEntry>,
+    /// Profile name → engine names in priority order; `default` is used when a call names none.
+    pub profiles: BTreeMap<String, Vec<String>>,
+    /// A failed engine sits out this long before one stream probes it, ms; doubles per
+    /// failed probe up to `breaker_max_cooldown_ms`.
+    pub breaker_cooldown_ms: u64,
+    pub breaker_max_cooldown_ms: u64,
+    /// Audio kept per stream since its last final, for a failover to replay, ms.
+    pub failover_replay_ms: u64,
 }
 
 impl Default for AsrSection {
@@ -252,6 +265,11 @@ impl Default for AsrSection {
             retry_max_ms: 10_000,
             retry_keep_ms: 10_000,
             tls: TlsSettings::default(),
+            engines: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            breaker_cooldown_ms: 5_000,
+            breaker_max_cooldown_ms: 60_000,
+            failover_replay_ms: 60_000,
         }
     }
 }
@@ -430,7 +448,9 @@ impl Config {
                 format!("{endpoint:?}"),
                 || "an http:// or https:// URL".into(),
             )?;
-        } else {
+        }
+        self.validate_engines()?;
+        if self.uses_embedded_engine() {
             check(
                 a.sample_rate == 16000,
                 "asr.sample_rate",
@@ -514,6 +534,14 @@ impl Config {
         let mut used: Vec<(&TlsSettings, String)> = Vec::new();
         if self.asr.endpoint.is_some() {
             used.push((&self.asr.tls, "asr.tls".into()));
+        }
+        for (name, engine) in &self.asr.engines {
+            let remote = engine.endpoint != engines::EMBEDDED;
+            match &engine.tls {
+                Some(tls) if remote => used.push((tls, format!("asr.engines.{name}.tls"))),
+                None if remote => used.push((&self.asr.tls, "asr.tls".into())),
+                _ => {}
+            }
         }
         for (i, server) in self.ari.servers.iter().enumerate() {
             used.push((&server.tls, format!("ari.servers[{i}].tls")));

@@ -134,8 +134,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
+            let bound = listener.local_addr().unwrap_or(listen);
             eprintln!(
-                "asr-gateway engine: asr.v1.Recognizer on {listen}, model {}",
+                "asr-gateway engine: asr.v1.Recognizer on {bound}, model {}",
                 config.engine.model_dir.display()
             );
             asr_gateway::asr::embedded::serve(config.engine(), listener, shutdown_signal()).await?;

@@ -9,10 +9,12 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::ari::controller::AriHub;
-use crate::asr::client::{AsrClient, ClientError};
+use crate::asr::client::{AsrClient, ClientError, DriverConfig};
 use crate::asr::embedded::{self, EngineError};
 use crate::asr::proto::recognizer_client::RecognizerClient;
 use crate::asr::proto::{recognize_request, AudioEncoding, RecognizeRequest, StreamConfig};
+use crate::asr::router::{BreakerPolicy, EngineSlot, Router, RouterError};
+use crate::asr::wire::asr_v1::AsrV1Engine;
 use crate::config::Config;
 use crate::control::auth::ApiAuth;
 use crate::control::commands::{CommandHandler, Dispatcher};
@@ -43,6 +45,8 @@ pub enum ServeError {
     EngineNotReady { detail: String },
     #[error("{0}")]
     Client(#[from] ClientError),
+    #[error("{0}")]
+    Router(#[from] RouterError),
     #[error("event sink {sink}: {detail}")]
     Sink { sink: &'static str, detail: String },
     #[error("{0}")]
@@ -113,17 +117,16 @@ impl Gateway {
         let config = Arc::new(config);
         crate::tls::install_default_provider();
         let http_tls = config.server_tls()?;
-        if config.asr.endpoint.is_none() {
+        if config.uses_embedded_engine() {
             embedded::check_model_dir(&config.engine.model_dir)?;
         }
         let metrics = Arc::new(Metrics::default());
-        let (engine_endpoint, engine) = match &config.asr.endpoint {
-            Some(endpoint) => (endpoint.clone(), None),
-            None => {
-                let engine = start_embedded(&config).await?;
-                (engine.endpoint.clone(), Some(engine))
-            }
+        let engine = match config.uses_embedded_engine() {
+            true => Some(start_embedded(&config).await?),
+            false => None,
         };
+        let (router, engine_endpoint) =
+            build_router(&config, engine.as_ref().map(|e| e.endpoint.as_str()))?;
         let http_listener =
             TcpListener::bind(config.server.http_listen)
                 .await
@@ -139,7 +142,13 @@ impl Gateway {
                 key: "server.http_listen",
                 source,
             })?;
-        let client = AsrClient::new(config.client(engine_endpoint.clone()))?;
+        let client = AsrClient::with_router(
+            Arc::new(router),
+            DriverConfig {
+                final_timeout: Duration::from_millis(config.asr.final_timeout_ms),
+                replay_seconds: config.asr.failover_replay_ms.div_ceil(1000) as u32,
+            },
+        );
         let sinks = build_sinks(&config).await?;
         let publisher = Publisher::start(sinks, &config.outbox, &metrics)?;
         let manager =
@@ -402,6 +411,38 @@ fn start_command_sources(
         tasks.push(task);
     }
     tasks
+}
+
+/// The router over every configured engine (`embedded` is the in-process engine's
+/// address), and the endpoint of the default profile's first engine.
+fn build_router(config: &Config, embedded: Option<&str>) -> Result<(Router, String), ServeError> {
+    let first = config
+        .engine_profiles()
+        .into_iter()
+        .find(|(p, _)| p == crate::asr::router::DEFAULT_PROFILE)
+        .and_then(|(_, engines)| engines.into_iter().next());
+    let mut first_endpoint = None;
+    let mut slots = Vec::new();
+    for plan in config.engine_plans() {
+        let mut client = plan.client;
+        if client.endpoint == crate::config::engines::EMBEDDED {
+            client.endpoint = embedded
+                .expect("the embedded engine starts when an engine uses it")
+                .to_string();
+        }
+        if first_endpoint.is_none() || first.as_deref() == Some(plan.name.as_str()) {
+            first_endpoint = Some(client.endpoint.clone());
+        }
+        let engine = AsrV1Engine::new(plan.name, &client)?;
+        slots.push(EngineSlot::new(Arc::new(engine), plan.max_streams));
+    }
+    let a = &config.asr;
+    let policy = BreakerPolicy {
+        cooldown: Duration::from_millis(a.breaker_cooldown_ms),
+        max_cooldown: Duration::from_millis(a.breaker_max_cooldown_ms),
+    };
+    let router = Router::new(slots, &config.engine_profiles(), policy)?;
+    Ok((router, first_endpoint.unwrap_or_default()))
 }
 
 async fn start_embedded(config: &Config) -> Result<EmbeddedEngine, ServeError> {

@@ -237,7 +237,7 @@ pub async fn recognize(
             AsrUpdate::Result(h) if h.is_final && !h.text.trim().is_empty() => {
                 finals.push(h.text.trim().to_owned())
             }
-            AsrUpdate::Result(_) | AsrUpdate::Closed { .. } => {}
+            AsrUpdate::Result(_) | AsrUpdate::Closed { .. } | AsrUpdate::EngineSwitched { .. } => {}
             AsrUpdate::Failed { failure: f, .. } => failure = Some(f),
         }
     }
@@ -272,6 +272,7 @@ pub async fn transcribe_clips(
             language: language.to_owned(),
             interim_results: false,
             hints: Vec::new(),
+            engine_profile: String::new(),
         };
         let (text, failure) = match recognize(client, options, &audio).await {
             Ok(text) => (text, None),

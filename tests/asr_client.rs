@@ -137,6 +137,7 @@ fn options() -> StreamOptions {
         language: "en-US".into(),
         interim_results: true,
         hints: vec![],
+        engine_profile: String::new(),
     }
 }
 
@@ -265,9 +266,10 @@ async fn resource_exhausted_is_busy() {
 #[tokio::test]
 async fn an_engine_that_stops_reading_fails_the_stream_with_backpressure() {
     let c = client(fake_server(Mode::Stall).await, Duration::from_millis(300));
-    // 40 s of audio, far more than HTTP/2 windows plus the client's per-stream buffer.
+    // 120 s of audio, far more than HTTP/2 windows plus the driver's buffers (the
+    // session's channel, the stream task's queue and the engine's channel: 256 each).
     let mut reqs = vec![begin(1)];
-    reqs.extend((0..2000).map(|n| audio(1, n)));
+    reqs.extend((0..6000).map(|n| audio(1, n)));
     reqs.push(end(1));
     let updates = session(&c, reqs).await;
     assert_eq!(

@@ -95,6 +95,7 @@ fn options(interim_results: bool) -> StreamOptions {
         language: "en-US".into(),
         interim_results,
         hints: vec![],
+        engine_profile: String::new(),
     }
 }
 

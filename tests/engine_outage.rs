@@ -7,20 +7,7 @@ mod common;
 use std::time::Duration;
 
 use asr_gateway::sender::{self, SendOptions};
-use common::{fixture, GatewayProcess};
-
-/// Real speech to `target` from a fresh socket, paced like Asterisk.
-fn send_speech(target: std::net::SocketAddr, file: &str) {
-    let (samples, rate) = sender::read_wav(&fixture(file)).unwrap();
-    let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 0x2222, 1).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        sender::send_packets(&socket, target, &packets, &SendOptions::pcmu())
-            .await
-            .unwrap();
-    });
-}
+use common::{fixture, send_speech, GatewayProcess};
 
 #[test]
 fn call_mode_without_an_engine_reports_one_error_not_one_per_frame() {

@@ -249,6 +249,30 @@ fn samples(kind: EventKind) -> Vec<Event> {
                 down_ms: 1870,
             },
         )],
+        EventKind::EngineSwitched => vec![
+            session(
+                4180,
+                EventBody::EngineSwitched {
+                    utterance: Some(2),
+                    from: "primary".into(),
+                    to: "backup".into(),
+                    code: "asr_unavailable",
+                    reason: "engine unreachable at http://10.0.0.5:50051: connection reset".into(),
+                    replayed_ms: 1460,
+                },
+            ),
+            session(
+                61_000,
+                EventBody::EngineSwitched {
+                    utterance: None,
+                    from: "backup".into(),
+                    to: "primary".into(),
+                    code: "asr_stream_failed",
+                    reason: "engine stream failed (UNAUTHENTICATED): bad key".into(),
+                    replayed_ms: 0,
+                },
+            ),
+        ],
         EventKind::Dtmf => vec![session(
             4180,
             EventBody::Dtmf {

@@ -129,6 +129,7 @@ async fn one_utterance(client: &AsrClient) -> Vec<AsrUpdate> {
         language: "en".into(),
         interim_results: false,
         hints: vec![],
+        engine_profile: String::new(),
     };
     let task = client.spawn_session(options, req_rx, upd_tx);
     req_tx

@@ -81,6 +81,7 @@ async fn transcribe(client: &AsrClient, pcm: &[i16]) -> String {
         language: "en-US".into(),
         interim_results: false,
         hints: vec![],
+        engine_profile: String::new(),
     };
     recognize(client, options, pcm)
         .await

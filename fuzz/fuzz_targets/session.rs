@@ -182,6 +182,15 @@ fn engine_update(flags: u8, bytes: &mut Bytes<'_>) -> AsrUpdate {
                 detail: "fuzz".into(),
             },
         },
+        _ if flags & 4 == 4 => AsrUpdate::EngineSwitched {
+            stream,
+            from: "a".into(),
+            to: "b".into(),
+            failure: AsrFailure::Busy {
+                detail: "fuzz".into(),
+            },
+            replayed_ms: u64::from(bytes.u32()),
+        },
         _ => AsrUpdate::Closed { stream },
     }
 }

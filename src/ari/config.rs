@@ -65,6 +65,8 @@ pub struct StasisConfig {
     pub then: StasisThen,
     /// Longest recognition per call before it is handed back, ms.
     pub max_ms: u64,
+    /// The engine profile (`asr.profiles`) for calls that enter Stasis; unset = `default`.
+    pub engine_profile: Option<String>,
 }
 
 impl Default for StasisConfig {
@@ -75,6 +77,7 @@ impl Default for StasisConfig {
             until: StasisUntil::Final,
             then: StasisThen::Continue,
             max_ms: 30_000,
+            engine_profile: None,
         }
     }
 }

@@ -280,6 +280,7 @@ impl AriController {
                 }
                 let request = SessionRequest {
                     call_id: id.clone(),
+                    engine_profile: self.ctx.config.stasis.engine_profile.clone(),
                     ..SessionRequest::default()
                 };
                 if let Err(e) = self.begin(TapMode::Stasis, &id, request).await {

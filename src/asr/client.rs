@@ -1,140 +1,108 @@
-//! gRPC client for the gateway's own protocol: one task per session, one stream per utterance or call.
+//! The engine driver: one task per session, one stream per utterance or call, each stream on an engine the router picks, failing over with replay.
 //!
 //! The session task reads `AsrRequest`s in order and never waits on the network or on the
 //! session: each open stream has its own sub-task fed by a bounded channel, so utterance N's
 //! final may still be pending while N+1 streams. A full channel fails that stream with
-//! `Backpressure`; every other failure is mapped from the gRPC status. A failure ends only
-//! its stream.
-//!
-//! An `https://` endpoint is reached over TLS (rustls): the engine's certificate must chain
-//! to `asr.tls.ca_file` (else the bundled Mozilla roots), and `asr.tls.client_cert_file` +
-//! `client_key_file` are presented when the engine asks for a client certificate.
+//! `Backpressure`. A stream whose engine fails (error, unreachable, busy, timeout, invalid
+//! results) moves to the next engine of its profile: the sub-task replays what the stream
+//! sent since the engine's last final (`replay.rs`), tells the session
+//! (`AsrUpdate::EngineSwitched`) and goes on. Only when no engine is left does the
+//! failure reach the session, and it ends only its stream.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Code, Status};
+use tokio::time::Instant;
 
-use crate::asr::proto::recognize_request::Request as Msg;
-use crate::asr::proto::recognizer_client::RecognizerClient;
-use crate::asr::proto::{
-    AudioChunk, AudioEncoding, EndOfSpeech, RecognizeRequest, RecognizeResponse, StreamConfig,
-};
+use crate::asr::engine::{EngineResult, StreamInput};
+use crate::asr::replay::Replay;
+use crate::asr::router::{Lease, Router, DEFAULT_PROFILE};
 use crate::asr::types::{
-    AsrAudio, AsrControl, AsrFailure, AsrRequest, AsrUpdate, Hypothesis, StreamOptions,
-    UtteranceId, Word,
+    AsrControl, AsrFailure, AsrRequest, AsrUpdate, Hypothesis, StreamOptions, UtteranceId,
 };
-use crate::tls::{TlsError, TlsSettings};
+use crate::asr::wire::asr_v1::AsrV1Engine;
+pub use crate::asr::wire::asr_v1::{ClientConfig, ClientError};
 
 /// Requests queued per open stream: about 5 s of 20 ms frames.
 const STREAM_BUFFER: usize = 256;
+/// Results queued from an engine stream to its sub-task.
+const RESULT_BUFFER: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// `http://host:port` or `https://host:port` of a server of `asr.v1.Recognizer`.
-    pub endpoint: String,
-    /// CA and client certificate for an `https://` endpoint (`asr.tls`).
-    pub tls: TlsSettings,
-    pub connect_timeout: Duration,
-    /// After `End`, how long to wait for the engine to close the stream before `Timeout`.
+/// How streams are driven, whatever the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// After the request side closes, how long an engine has to close the stream.
     pub final_timeout: Duration,
+    /// Audio kept per stream for a failover, seconds of audio at the stream's rate.
+    pub replay_seconds: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid engine endpoint {endpoint:?}: {detail}")]
-    BadEndpoint { endpoint: String, detail: String },
-    #[error("{0}")]
-    Tls(#[from] TlsError),
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            final_timeout: Duration::from_secs(15),
+            replay_seconds: 60,
+        }
+    }
 }
 
-/// Cheap to clone: shares one HTTP/2 connection (lazily connected) across sessions.
+/// Cheap to clone: every session shares the router and its engines.
 #[derive(Clone)]
 pub struct AsrClient {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    channel: Channel,
-    endpoint: String,
-    final_timeout: Duration,
+    router: Arc<Router>,
+    driver: DriverConfig,
 }
 
 impl AsrClient {
-    /// Must be called inside a Tokio runtime (the channel spawns its connection task).
-    /// Nothing connects until the first stream opens.
+    /// One engine speaking the gateway's own protocol. Must be called inside a Tokio
+    /// runtime; nothing connects until the first stream opens.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let bad = |detail: &str| ClientError::BadEndpoint {
-            endpoint: config.endpoint.clone(),
-            detail: detail.to_string(),
-        };
-        let secure = config.endpoint.starts_with("https://");
-        if !secure && !config.endpoint.starts_with("http://") {
-            return Err(bad("expected http://host:port or https://host:port"));
-        }
-        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| bad(&e.to_string()))?
-            .connect_timeout(config.connect_timeout)
-            // Notice a dead engine during a long call-mode stream.
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10));
-        if secure {
-            endpoint = endpoint
-                .tls_config(tonic_tls(&config.tls)?)
-                .map_err(|e| bad(&e.to_string()))?;
-        }
-        Ok(AsrClient {
-            shared: Arc::new(Shared {
-                channel: endpoint.connect_lazy(),
-                endpoint: config.endpoint,
+        let engine = AsrV1Engine::new(DEFAULT_PROFILE, &config)?;
+        Ok(Self::with_router(
+            Arc::new(Router::single(Arc::new(engine))),
+            DriverConfig {
                 final_timeout: config.final_timeout,
-            }),
-        })
+                ..DriverConfig::default()
+            },
+        ))
     }
 
-    /// Serve one session: read requests in order, open/close gRPC streams as told, send
-    /// every result or failure to `updates`. Ends when `requests` closes and streams are done.
+    pub fn with_router(router: Arc<Router>, driver: DriverConfig) -> Self {
+        Self { router, driver }
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Serve one session: read requests in order, open/close streams as told, send every
+    /// result or failure to `updates`. Ends when `requests` closes and streams are done.
     pub fn spawn_session(
         &self,
         options: StreamOptions,
         requests: mpsc::Receiver<AsrRequest>,
         updates: mpsc::Sender<AsrUpdate>,
     ) -> JoinHandle<()> {
-        tokio::spawn(run_session(self.shared.clone(), options, requests, updates))
+        tokio::spawn(run_session(self.clone(), options, requests, updates))
     }
-}
-
-/// tonic's TLS settings from `asr.tls`: the custom CA alone when set (else the bundled
-/// roots), and the client certificate when set. The files are checked by loading them.
-fn tonic_tls(settings: &TlsSettings) -> Result<ClientTlsConfig, TlsError> {
-    let loaded = settings.load("asr.tls")?;
-    let mut tls = ClientTlsConfig::new();
-    tls = match loaded.ca_pem() {
-        Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
-        None => tls.with_webpki_roots(),
-    };
-    if let Some((cert, key)) = loaded.identity_pem() {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    Ok(tls)
 }
 
 /// The session's handle on one open stream. Dropping it closes the request side.
 struct OpenStream {
-    requests: mpsc::Sender<RecognizeRequest>,
+    requests: mpsc::Sender<StreamInput>,
     /// Dropped unsent = the request side was closed normally (starts the final timeout);
     /// sent = fail the stream with this failure now.
     abort: oneshot::Sender<AsrFailure>,
 }
 
 async fn run_session(
-    shared: Arc<Shared>,
+    client: AsrClient,
     mut options: StreamOptions,
     mut requests: mpsc::Receiver<AsrRequest>,
     updates: mpsc::Sender<AsrUpdate>,
@@ -151,19 +119,22 @@ async fn run_session(
                     // A stream still open under the same id is closed first.
                     open.remove(&stream);
                     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                    tx.try_send(config_request(&options))
-                        .expect("a new channel has room for the config");
                     let (abort, aborted) = oneshot::channel();
-                    tasks.spawn(run_stream(shared.clone(), stream, rx, aborted, updates.clone()));
+                    let task = StreamTask {
+                        client: client.clone(),
+                        options: options.clone(),
+                        stream,
+                        updates: updates.clone(),
+                    };
+                    tasks.spawn(task.run(rx, aborted));
                     open.insert(stream, OpenStream { requests: tx, abort });
                 }
                 Some(AsrRequest::Audio(audio)) => {
-                    let stream = audio.stream;
-                    forward(&mut open, stream, audio_request(audio));
+                    let input = StreamInput::Audio { offset_ms: audio.offset_ms, samples: audio.samples };
+                    forward(&mut open, audio.stream, input);
                 }
                 Some(AsrRequest::Control(AsrControl::EndOfSpeech { stream, utterance, offset_ms })) => {
-                    let marker = Msg::EndOfSpeech(EndOfSpeech { utterance_id: utterance, offset_ms });
-                    forward(&mut open, stream, RecognizeRequest { request: Some(marker) });
+                    forward(&mut open, stream, StreamInput::EndOfSpeech { utterance, offset_ms });
                 }
                 Some(AsrRequest::Control(AsrControl::End { stream })) => {
                     open.remove(&stream);
@@ -179,15 +150,11 @@ async fn run_session(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Hand a request to its stream without waiting. Requests for streams that are not open
+/// Hand an input to its stream without waiting. Inputs for streams that are not open
 /// (never begun, or already failed and reported) are dropped.
-fn forward(
-    open: &mut HashMap<UtteranceId, OpenStream>,
-    stream: UtteranceId,
-    req: RecognizeRequest,
-) {
+fn forward(open: &mut HashMap<UtteranceId, OpenStream>, stream: UtteranceId, input: StreamInput) {
     let Some(s) = open.get(&stream) else { return };
-    match s.requests.try_send(req) {
+    match s.requests.try_send(input) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
             if let Some(s) = open.remove(&stream) {
@@ -201,380 +168,242 @@ fn forward(
     }
 }
 
-fn config_request(o: &StreamOptions) -> RecognizeRequest {
-    RecognizeRequest {
-        request: Some(Msg::Config(StreamConfig {
-            encoding: AudioEncoding::Linear16 as i32,
-            sample_rate_hz: o.sample_rate,
-            language: o.language.clone(),
-            interim_results: o.interim_results,
-            hints: o.hints.clone(),
-            session_id: o.session_id.clone(),
-            call_id: o.call_id.clone(),
-        })),
-    }
-}
-
-/// LINEAR16 on the wire is little-endian.
-fn audio_request(a: AsrAudio) -> RecognizeRequest {
-    let mut bytes = Vec::with_capacity(a.samples.len() * 2);
-    for s in &a.samples {
-        bytes.extend_from_slice(&s.to_le_bytes());
-    }
-    RecognizeRequest {
-        request: Some(Msg::Audio(AudioChunk {
-            audio: bytes,
-            offset_ms: a.offset_ms,
-        })),
-    }
-}
-
-/// How a stream's call ended when it did not fail.
-enum Ended {
-    /// The engine closed the response side normally.
+/// How one engine's run of a stream ended.
+enum Attempt {
+    /// The engine closed the stream after its last result.
     Closed,
     /// `updates` is closed: nobody wants the results any more.
     SessionGone,
+    /// The session failed the stream (backpressure): no other engine would help.
+    Aborted(AsrFailure),
+    /// The engine failed; another engine may take over.
+    EngineFailed(AsrFailure),
 }
 
-/// One stream's sub-task: runs the call and reports its end (`Closed` or `Failed`) once.
-async fn run_stream(
-    shared: Arc<Shared>,
+/// Room for one input in the engine's channel; owned, so the sender may be dropped meanwhile.
+async fn reserve(
+    tx: Option<mpsc::Sender<StreamInput>>,
+) -> Result<mpsc::OwnedPermit<StreamInput>, mpsc::error::SendError<()>> {
+    tx.expect("only polled with a sender").reserve_owned().await
+}
+
+/// One stream's sub-task: drives the stream on one engine after another until it ends,
+/// and reports its end (`Closed` or `Failed`) once.
+struct StreamTask {
+    client: AsrClient,
+    options: StreamOptions,
     stream: UtteranceId,
-    requests: mpsc::Receiver<RecognizeRequest>,
-    mut aborted: oneshot::Receiver<AsrFailure>,
     updates: mpsc::Sender<AsrUpdate>,
-) {
-    let call = call(&shared, stream, requests, &updates);
-    tokio::pin!(call);
-    let outcome = tokio::select! {
-        r = &mut call => r,
-        control = &mut aborted => match control {
-            Ok(failure) => Err(failure),
-            // The request side is closed: the engine has `final_timeout` to finish.
-            Err(_) => match tokio::time::timeout(shared.final_timeout, &mut call).await {
-                Ok(r) => r,
-                Err(_) => Err(AsrFailure::Timeout { after: shared.final_timeout }),
-            },
-        },
-    };
-    let update = match outcome {
-        Ok(Ended::SessionGone) => return,
-        Ok(Ended::Closed) => AsrUpdate::Closed { stream },
-        Err(failure) => {
-            tracing::debug!(stream, %failure, "recognition stream failed");
-            AsrUpdate::Failed { stream, failure }
-        }
-    };
-    let _ = updates.send(update).await;
 }
 
-async fn call(
-    shared: &Shared,
-    stream: UtteranceId,
-    requests: mpsc::Receiver<RecognizeRequest>,
-    updates: &mpsc::Sender<AsrUpdate>,
-) -> Result<Ended, AsrFailure> {
-    let mut client = RecognizerClient::new(shared.channel.clone());
-    let mut responses = client
-        .streaming_recognize(ReceiverStream::new(requests))
-        .await
-        .map_err(|s| failure(&s, shared))?
-        .into_inner();
-    // Call mode without engine utterance ids: the utterance is the count of finals so far + 1.
-    let mut finals = 0;
-    loop {
-        match responses.message().await {
-            Ok(Some(response)) => {
-                let hypothesis = hypothesis(stream, &mut finals, response)?;
-                if updates.send(AsrUpdate::Result(hypothesis)).await.is_err() {
-                    return Ok(Ended::SessionGone);
+/// Where the sub-task is between engines.
+struct StreamState {
+    requests: mpsc::Receiver<StreamInput>,
+    aborted: Option<oneshot::Receiver<AsrFailure>>,
+    /// The session closed the request side.
+    closing: bool,
+    /// When the request side closed: the final timeout runs from here.
+    closed_at: Option<Instant>,
+    replay: Replay,
+    /// Call mode without engine utterance ids: finals delivered so far, on any engine.
+    finals: u32,
+    /// A final has reached the session (utterance mode: the stream's words are in).
+    delivered_final: bool,
+}
+
+impl StreamTask {
+    async fn run(
+        self,
+        requests: mpsc::Receiver<StreamInput>,
+        aborted: oneshot::Receiver<AsrFailure>,
+    ) {
+        let call_mode = self.stream == 0;
+        let replay_samples =
+            self.client.driver.replay_seconds as usize * self.options.sample_rate as usize;
+        let mut state = StreamState {
+            requests,
+            aborted: Some(aborted),
+            closing: false,
+            closed_at: None,
+            replay: Replay::new(replay_samples, call_mode, self.options.sample_rate),
+            finals: 0,
+            delivered_final: false,
+        };
+        let router = &self.client.router;
+        let profile = if self.options.engine_profile.is_empty() {
+            DEFAULT_PROFILE
+        } else {
+            self.options.engine_profile.as_str()
+        };
+        let mut tried = Vec::new();
+        let Some(mut lease) = router.pick(profile, &tried, std::time::Instant::now()) else {
+            let failure = AsrFailure::Busy {
+                detail: format!("every engine of profile {profile:?} is at its stream cap"),
+            };
+            self.report(AsrUpdate::Failed {
+                stream: self.stream,
+                failure,
+            })
+            .await;
+            return;
+        };
+        loop {
+            tried.push(lease.index());
+            let update = match self.attempt(&lease, &mut state).await {
+                Attempt::SessionGone => return,
+                Attempt::Closed => {
+                    router.succeeded(&lease);
+                    AsrUpdate::Closed {
+                        stream: self.stream,
+                    }
+                }
+                Attempt::Aborted(failure) => AsrUpdate::Failed {
+                    stream: self.stream,
+                    failure,
+                },
+                // Utterance mode after its final: the words are in, nothing to move.
+                Attempt::EngineFailed(_) if !call_mode && state.delivered_final => {
+                    AsrUpdate::Closed {
+                        stream: self.stream,
+                    }
+                }
+                Attempt::EngineFailed(failure) => {
+                    router.failed(&lease, std::time::Instant::now());
+                    tracing::debug!(stream = self.stream, engine = lease.name(), %failure, "recognition stream failed");
+                    let Some(next) = router.pick(profile, &tried, std::time::Instant::now()) else {
+                        self.report(AsrUpdate::Failed {
+                            stream: self.stream,
+                            failure,
+                        })
+                        .await;
+                        return;
+                    };
+                    lease
+                        .counters()
+                        .switched_away
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(stream = self.stream, from = lease.name(), to = next.name(), %failure, "engine failover");
+                    let switched = AsrUpdate::EngineSwitched {
+                        stream: self.stream,
+                        from: lease.name().to_string(),
+                        to: next.name().to_string(),
+                        failure,
+                        replayed_ms: (state.replay.samples() as u64 * 1000)
+                            / u64::from(self.options.sample_rate.max(1)),
+                    };
+                    if self.updates.send(switched).await.is_err() {
+                        return;
+                    }
+                    lease = next;
+                    // The new engine gets the whole final timeout.
+                    if state.closing {
+                        state.closed_at = Some(Instant::now());
+                    }
+                    continue;
+                }
+            };
+            self.report(update).await;
+            return;
+        }
+    }
+
+    async fn report(&self, update: AsrUpdate) {
+        let _ = self.updates.send(update).await;
+    }
+
+    /// Run the stream on `lease`'s engine: replay first, then new input, until it ends.
+    async fn attempt(&self, lease: &Lease, state: &mut StreamState) -> Attempt {
+        let (input_tx, input_rx) = mpsc::channel(STREAM_BUFFER);
+        let (results_tx, mut results_rx) = mpsc::channel(RESULT_BUFFER);
+        let run = lease
+            .engine()
+            .run_stream(self.options.clone(), input_rx, results_tx);
+        tokio::pin!(run);
+        let mut pending: VecDeque<StreamInput> = state.replay.inputs().cloned().collect();
+        let mut input_tx = Some(input_tx);
+        let final_timeout = self.client.driver.final_timeout;
+        loop {
+            // The request side of the engine closes once the session's has and all is sent.
+            if state.closing && pending.is_empty() {
+                input_tx = None;
+            }
+            let deadline = state.closed_at.map(|at| at + final_timeout);
+            tokio::select! {
+                biased;
+                outcome = &mut run => {
+                    // Results the engine sent before it returned are still queued.
+                    while let Ok(result) = results_rx.try_recv() {
+                        if !self.deliver(result, state).await {
+                            return Attempt::SessionGone;
+                        }
+                    }
+                    return match outcome {
+                        Ok(()) => Attempt::Closed,
+                        Err(failure) => Attempt::EngineFailed(failure),
+                    };
+                }
+                Some(result) = results_rx.recv() => {
+                    if !self.deliver(result, state).await {
+                        return Attempt::SessionGone;
+                    }
+                }
+                abort = async { state.aborted.as_mut().expect("guarded").await }, if state.aborted.is_some() => {
+                    state.aborted = None;
+                    if let Ok(failure) = abort {
+                        return Attempt::Aborted(failure);
+                    }
+                }
+                permit = reserve(input_tx.clone()), if input_tx.is_some() && !pending.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            permit.send(pending.pop_front().expect("guarded"));
+                        }
+                        // The engine stopped reading; its run's outcome says why.
+                        Err(_) => { input_tx = None; pending.clear(); }
+                    }
+                }
+                input = state.requests.recv(), if !state.closing && pending.len() < STREAM_BUFFER => match input {
+                    Some(input) => {
+                        state.replay.push(&input);
+                        pending.push_back(input);
+                    }
+                    None => {
+                        state.closing = true;
+                        state.closed_at = Some(Instant::now());
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    return Attempt::EngineFailed(AsrFailure::Timeout { after: final_timeout });
                 }
             }
-            Ok(None) => return Ok(Ended::Closed),
-            Err(s) => return Err(failure(&s, shared)),
-        }
-    }
-}
-
-/// Most bytes of one transcript an engine may send (about 30 s of speech is 3 KB).
-const MAX_TRANSCRIPT_BYTES: usize = 16 * 1024;
-/// Most word timings in one result, and bytes of one word.
-const MAX_WORDS: usize = 4096;
-const MAX_WORD_BYTES: usize = 256;
-/// Most bytes of an engine's error text copied into `asr.error`.
-const MAX_DETAIL_BYTES: usize = 512;
-
-/// Map one response; a final without alternatives is an empty transcript. Results over the
-/// bounds above are invalid responses: the engine is broken or hostile.
-fn hypothesis(
-    stream: UtteranceId,
-    finals: &mut u32,
-    r: RecognizeResponse,
-) -> Result<Hypothesis, AsrFailure> {
-    let invalid = |detail: String| AsrFailure::InvalidResponse { detail };
-    let best = match r.alternatives.into_iter().next() {
-        Some(best) => best,
-        None if r.is_final => Default::default(),
-        None => return Err(invalid("interim result without alternatives".into())),
-    };
-    if !(0.0..=1.0).contains(&best.confidence) {
-        return Err(invalid(format!(
-            "confidence {} outside 0..1",
-            best.confidence
-        )));
-    }
-    if r.end_ms < r.start_ms {
-        return Err(invalid(format!(
-            "result ends ({} ms) before it starts ({} ms)",
-            r.end_ms, r.start_ms
-        )));
-    }
-    if best.transcript.len() > MAX_TRANSCRIPT_BYTES || best.words.len() > MAX_WORDS {
-        return Err(invalid(format!(
-            "result of {} bytes and {} words, over {MAX_TRANSCRIPT_BYTES} bytes or {MAX_WORDS} words",
-            best.transcript.len(),
-            best.words.len()
-        )));
-    }
-    let mut words = Vec::with_capacity(best.words.len());
-    for w in best.words {
-        if w.word.len() > MAX_WORD_BYTES {
-            return Err(invalid(format!(
-                "word of {} bytes, over {MAX_WORD_BYTES}",
-                w.word.len()
-            )));
-        }
-        if w.end_ms < w.start_ms || !(0.0..=1.0).contains(&w.confidence) {
-            return Err(invalid(format!(
-                "word {:?} has times {}..{} ms, confidence {}",
-                w.word, w.start_ms, w.end_ms, w.confidence
-            )));
-        }
-        words.push(Word {
-            word: w.word,
-            start_ms: w.start_ms,
-            end_ms: w.end_ms,
-            confidence: w.confidence,
-        });
-    }
-    let utterance = match (stream, r.utterance_id) {
-        (0, 0) => *finals + 1,
-        (0, id) => id,
-        (stream, _) => stream,
-    };
-    if r.is_final {
-        *finals += 1;
-    }
-    Ok(Hypothesis {
-        stream,
-        utterance,
-        is_final: r.is_final,
-        text: best.transcript,
-        confidence: best.confidence,
-        words,
-        start_ms: r.start_ms,
-        end_ms: r.end_ms,
-    })
-}
-
-/// Map a gRPC status (from the engine or from the transport) to a failure.
-fn failure(s: &Status, shared: &Shared) -> AsrFailure {
-    let mut detail = if s.message().is_empty() {
-        s.code().description().to_string()
-    } else {
-        crate::ids::cut_to(s.message().to_string(), MAX_DETAIL_BYTES)
-    };
-    // A connection that failed says only "transport error"; its root cause (refused, an
-    // untrusted certificate) is what the operator needs.
-    if let Some(cause) = crate::tls::root_cause(s).filter(|c| !detail.contains(c.as_str())) {
-        detail = format!("{detail}: {cause}");
-    }
-    match s.code() {
-        Code::ResourceExhausted => AsrFailure::Busy {
-            // Our engine's message starts with "engine busy: "; the failure says it already.
-            detail: detail
-                .strip_prefix("engine busy: ")
-                .unwrap_or(&detail)
-                .to_string(),
-        },
-        Code::Unavailable => AsrFailure::Unavailable {
-            endpoint: shared.endpoint.clone(),
-            detail,
-        },
-        Code::DeadlineExceeded => AsrFailure::Timeout {
-            after: shared.final_timeout,
-        },
-        code if is_transport_error(s) => AsrFailure::Unavailable {
-            endpoint: shared.endpoint.clone(),
-            detail: format!("{detail} ({})", code_name(code)),
-        },
-        code => AsrFailure::StreamFailed {
-            code: code_name(code).to_string(),
-            detail,
-        },
-    }
-}
-
-/// The status came from the connection (connect error, reset), not from the engine.
-fn is_transport_error(s: &Status) -> bool {
-    let mut source = std::error::Error::source(s);
-    while let Some(e) = source {
-        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// The canonical gRPC name of a status code, as in `asr.error` events.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::asr::proto;
-
-    fn response(
-        is_final: bool,
-        alternatives: Vec<proto::Hypothesis>,
-        utterance_id: u32,
-    ) -> RecognizeResponse {
-        RecognizeResponse {
-            alternatives,
-            is_final,
-            end_of_utterance: is_final,
-            start_ms: 10,
-            end_ms: 20,
-            utterance_id,
         }
     }
 
-    fn alt(text: &str, confidence: f32) -> proto::Hypothesis {
-        proto::Hypothesis {
-            transcript: text.into(),
-            confidence,
-            words: vec![],
-        }
-    }
-
-    #[test]
-    fn oversized_results_are_invalid_not_copied() {
-        let mut finals = 0;
-        let huge = "word ".repeat(MAX_TRANSCRIPT_BYTES / 5 + 1);
-        let e = hypothesis(1, &mut finals, response(true, vec![alt(&huge, 0.5)], 0)).unwrap_err();
-        assert_eq!(e.code(), "asr_invalid_response");
-        assert!(e.to_string().len() < 200, "{e}");
-        let mut long_word = alt("x", 0.5);
-        long_word.words = vec![proto::WordInfo {
-            word: "x".repeat(MAX_WORD_BYTES + 1),
-            ..Default::default()
-        }];
-        let e = hypothesis(1, &mut finals, response(true, vec![long_word], 0)).unwrap_err();
-        assert!(e.to_string().len() < 200, "{e}");
-    }
-
-    #[test]
-    fn utterance_numbering() {
-        let mut finals = 0;
-        // Utterance mode: the stream is the utterance.
-        let h = hypothesis(7, &mut finals, response(true, vec![alt("hi", 0.5)], 3)).unwrap();
-        assert_eq!((h.stream, h.utterance, h.text.as_str()), (7, 7, "hi"));
-        // Call mode: engine ids win; otherwise count finals.
-        let mut finals = 0;
-        let h = hypothesis(0, &mut finals, response(false, vec![alt("a", 0.0)], 0)).unwrap();
-        assert_eq!(h.utterance, 1);
-        let h = hypothesis(0, &mut finals, response(true, vec![], 0)).unwrap();
-        assert_eq!((h.utterance, h.text.as_str()), (1, ""));
-        let h = hypothesis(0, &mut finals, response(true, vec![alt("b", 0.0)], 0)).unwrap();
-        assert_eq!(h.utterance, 2);
-        let h = hypothesis(0, &mut finals, response(true, vec![alt("c", 0.0)], 9)).unwrap();
-        assert_eq!(h.utterance, 9);
-    }
-
-    #[test]
-    fn malformed_responses() {
-        let mut f = 0;
-        let bad = [
-            response(false, vec![], 0),
-            response(true, vec![alt("x", 1.5)], 0),
-            response(true, vec![alt("x", f32::NAN)], 0),
-            RecognizeResponse {
-                start_ms: 30,
-                ..response(true, vec![alt("x", 0.1)], 0)
-            },
-        ];
-        for r in bad {
-            let e = hypothesis(1, &mut f, r).unwrap_err();
-            assert_eq!(e.code(), "asr_invalid_response", "{e}");
-        }
-    }
-
-    #[tokio::test]
-    async fn status_mapping() {
-        let client = AsrClient::new(ClientConfig {
-            endpoint: "http://127.0.0.1:1".into(),
-            tls: TlsSettings::default(),
-            connect_timeout: Duration::from_secs(1),
-            final_timeout: Duration::from_secs(2),
-        })
-        .unwrap();
-        let sh = &client.shared;
-        let busy = failure(
-            &Status::resource_exhausted("engine busy: 1 workers, queue of 1 full"),
-            sh,
-        );
-        assert_eq!(busy.to_string(), "engine busy: 1 workers, queue of 1 full");
-        assert!(matches!(
-            failure(&Status::unavailable("x"), sh),
-            AsrFailure::Unavailable { .. }
-        ));
-        assert!(matches!(
-            failure(&Status::deadline_exceeded("x"), sh),
-            AsrFailure::Timeout { .. }
-        ));
-        let f = failure(&Status::invalid_argument("bad rate"), sh);
-        assert_eq!(
-            f,
-            AsrFailure::StreamFailed {
-                code: "INVALID_ARGUMENT".into(),
-                detail: "bad rate".into()
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn endpoints_are_checked() {
-        let cfg = |e: &str| ClientConfig {
-            endpoint: e.into(),
-            tls: TlsSettings::default(),
-            connect_timeout: Duration::from_secs(1),
-            final_timeout: Duration::from_secs(1),
+    /// Number and hand one result to the session. False when the session is gone.
+    async fn deliver(&self, r: EngineResult, state: &mut StreamState) -> bool {
+        let utterance = match (self.stream, r.utterance) {
+            (0, 0) => state.finals + 1,
+            (0, id) => id,
+            (stream, _) => stream,
         };
-        assert!(AsrClient::new(cfg("127.0.0.1:50051")).is_err());
-        assert!(AsrClient::new(cfg("https://engine:443")).is_ok());
-        assert!(AsrClient::new(cfg("grpc://engine:443")).is_err());
-        assert!(AsrClient::new(cfg("http://engine:50051")).is_ok());
+        if r.is_final {
+            state.finals += 1;
+            state.delivered_final = true;
+            state.replay.handle_final(r.utterance, r.end_ms);
+        }
+        let hypothesis = Hypothesis {
+            stream: self.stream,
+            utterance,
+            is_final: r.is_final,
+            text: r.text,
+            confidence: r.confidence,
+            words: r.words,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+        };
+        self.updates
+            .send(AsrUpdate::Result(hypothesis))
+            .await
+            .is_ok()
     }
 }

@@ -16,6 +16,8 @@ pub struct StreamOptions {
     pub language: String,
     pub interim_results: bool,
     pub hints: Vec<String>,
+    /// The engine profile the streams go to (`asr.profiles`); empty = the default profile.
+    pub engine_profile: String,
 }
 
 /// Stream lifecycle, from session to client.
@@ -116,5 +118,14 @@ pub enum AsrUpdate {
     /// The engine closed the stream normally after its last result.
     Closed {
         stream: UtteranceId,
+    },
+    /// The stream's engine failed and the stream moved to the next engine of its profile,
+    /// which was sent the stream's audio since the last final (`replayed_ms` of it).
+    EngineSwitched {
+        stream: UtteranceId,
+        from: String,
+        to: String,
+        failure: AsrFailure,
+        replayed_ms: u64,
     },
 }

@@ -101,6 +101,8 @@ pub struct CommandOptions {
     pub language: Option<String>,
     pub interim_results: Option<bool>,
     pub hints: Option<Vec<String>>,
+    /// `start` only: the engine profile (`asr.profiles`); unset = `default`.
+    pub engine_profile: Option<String>,
     pub vad: Option<VadOptions>,
 }
 
@@ -223,6 +225,7 @@ impl Dispatcher {
                     language: options.language,
                     interim_results: options.interim_results,
                     hints: options.hints,
+                    engine_profile: options.engine_profile,
                     media_timeout: None,
                     speaker: None,
                 };

@@ -110,7 +110,9 @@ async fn create_session(
             });
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Err(e @ ManagerError::InvalidCallId(_)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e @ (ManagerError::InvalidCallId(_) | ManagerError::UnknownProfile(_))) => {
+            error(StatusCode::BAD_REQUEST, e)
+        }
         Err(e @ (ManagerError::NoFreePort { .. } | ManagerError::ShuttingDown)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
@@ -150,10 +152,11 @@ async fn delete_session(State(state): State<ApiState>, Path(id): Path<String>) -
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = state.metrics.render();
+        state.manager.engines().render_metrics(&mut text);
+        text
+    })
         .into_response()
 }
 

@@ -117,6 +117,20 @@ pub enum EventBody {
         /// From the first failure to the recovery, ms.
         down_ms: u64,
     },
+    /// A stream's engine failed and the stream moved to the next engine of its profile,
+    /// which was sent the audio since the last final.
+    EngineSwitched {
+        /// Utterance mode: the utterance; call mode: None.
+        utterance: Option<u32>,
+        /// Engine names as configured (`asr.engines`).
+        from: String,
+        to: String,
+        /// The failure's `asr.error` code and text.
+        code: &'static str,
+        reason: String,
+        /// Audio sent again to the new engine, ms.
+        replayed_ms: u64,
+    },
     Dtmf {
         /// `0`-`9`, `*`, `#`, `A`-`D`.
         digit: String,
@@ -166,13 +180,14 @@ pub enum EventKind {
     SessionEnded,
     Error,
     Recovered,
+    EngineSwitched,
     Dtmf,
     CommandAccepted,
     CommandRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::SessionStarted,
         EventKind::SpeechStarted,
         EventKind::SpeechEnded,
@@ -181,6 +196,7 @@ impl EventKind {
         EventKind::SessionEnded,
         EventKind::Error,
         EventKind::Recovered,
+        EventKind::EngineSwitched,
         EventKind::Dtmf,
         EventKind::CommandAccepted,
         EventKind::CommandRejected,
@@ -196,6 +212,7 @@ impl EventKind {
             EventKind::SessionEnded => "asr.session.ended",
             EventKind::Error => "asr.error",
             EventKind::Recovered => "asr.recovered",
+            EventKind::EngineSwitched => "asr.engine.switched",
             EventKind::Dtmf => "asr.dtmf",
             EventKind::CommandAccepted => "asr.command.accepted",
             EventKind::CommandRejected => "asr.command.rejected",
@@ -214,6 +231,7 @@ impl EventBody {
             EventBody::SessionEnded { .. } => EventKind::SessionEnded,
             EventBody::Error { .. } => EventKind::Error,
             EventBody::Recovered { .. } => EventKind::Recovered,
+            EventBody::EngineSwitched { .. } => EventKind::EngineSwitched,
             EventBody::Dtmf { .. } => EventKind::Dtmf,
             EventBody::CommandAccepted { .. } => EventKind::CommandAccepted,
             EventBody::CommandRejected { .. } => EventKind::CommandRejected,

@@ -29,6 +29,8 @@ pub struct SessionRequest {
     pub language: Option<String>,
     pub interim_results: Option<bool>,
     pub hints: Option<Vec<String>>,
+    /// The engine profile (`asr.profiles`) for this call; unset = `default`.
+    pub engine_profile: Option<String>,
     /// End the session after this long without media, instead of `session.idle_timeout_ms`
     /// (set by the ARI controller: a snoop sends continuously, so silence there means gone).
     #[serde(skip)]
@@ -51,6 +53,9 @@ pub enum ManagerError {
     /// The call id as [`crate::ids::preview`] shows it.
     #[error("call_id {0} is invalid: use {rule}", rule = crate::ids::ID_RULE)]
     InvalidCallId(String),
+    /// The profile name as [`crate::ids::preview`] shows it.
+    #[error("engine profile {0} is not configured (asr.profiles)")]
+    UnknownProfile(String),
     #[error("no free RTP port in {min}..={max}")]
     NoFreePort { min: u16, max: u16 },
     #[error("no session {0}")]
@@ -242,6 +247,11 @@ impl SessionManager {
             return Err(ManagerError::ShuttingDown);
         }
         validate_call_id(&request.call_id)?;
+        if let Some(profile) = &request.engine_profile {
+            if !self.asr.router().has_profile(profile) {
+                return Err(ManagerError::UnknownProfile(crate::ids::preview(profile)));
+            }
+        }
         if let Some(existing) = self.find_speaker(&request.call_id, request.speaker) {
             return Ok((existing, None, None));
         }
@@ -290,6 +300,7 @@ impl SessionManager {
                 .hints
                 .clone()
                 .unwrap_or_else(|| self.config.asr.hints.clone()),
+            engine_profile: request.engine_profile.clone().unwrap_or_default(),
         };
         let (commands, commands_rx) = mpsc::channel(8);
         {
@@ -440,6 +451,11 @@ impl SessionManager {
     }
 
     /// Host to give call logic for `external_host`, when it cannot be taken from a request.
+    /// The engines sessions stream to, with their counters.
+    pub fn engines(&self) -> &crate::asr::router::Router {
+        self.asr.router()
+    }
+
     pub fn advertised_host(&self) -> String {
         match &self.config.server.advertise_host {
             Some(host) => host.clone(),

@@ -351,6 +351,20 @@ impl Session {
                 }
             }
             AsrUpdate::Closed { stream } => self.stream_done(stream),
+            AsrUpdate::EngineSwitched {
+                stream,
+                from,
+                to,
+                failure,
+                replayed_ms,
+            } => self.emit(EventBody::EngineSwitched {
+                utterance: (stream != CALL_STREAM).then_some(stream),
+                from,
+                to,
+                code: failure.code(),
+                reason: failure.to_string(),
+                replayed_ms,
+            }),
         }
         self.maybe_finish(now);
     }

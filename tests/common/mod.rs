@@ -147,10 +147,15 @@ impl GatewayProcess {
 
     /// Reserve a session; returns (session_id, RTP target).
     pub fn create_session(&self, call_id: &str) -> (String, SocketAddr) {
+        self.create_session_with(serde_json::json!({ "call_id": call_id }))
+    }
+
+    /// Reserve a session with this request body (`call_id` and options).
+    pub fn create_session_with(&self, body: Value) -> (String, SocketAddr) {
         let r: Value = self
             .client
             .post(format!("http://{}/v1/sessions", self.http))
-            .json(&serde_json::json!({ "call_id": call_id }))
+            .json(&body)
             .send()
             .unwrap()
             .error_for_status()
@@ -401,4 +406,68 @@ pub async fn nats_events(stream: &str, prefix: &str, expected: usize) -> Vec<(St
     }
     let _ = js.delete_stream(stream).await;
     out
+}
+
+/// `asr-gateway engine`: the embedded engine alone in its own process, on a free port.
+pub struct EngineProcess {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl EngineProcess {
+    pub fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_asr-gateway"))
+            .args(["engine", "--listen", "127.0.0.1:0", "--model-dir"])
+            .arg(model_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn asr-gateway engine");
+        let stderr = child.stderr.take().unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[engine] {line}");
+                if let Some(rest) = line.strip_prefix("asr-gateway engine: asr.v1.Recognizer on ") {
+                    let addr = rest.split(',').next().unwrap().to_owned();
+                    let _ = addr_tx.send(addr);
+                }
+            }
+        });
+        let addr: String = addr_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("engine did not report its address");
+        Self {
+            child,
+            endpoint: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: the engine dies with its streams open, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Real speech from a fixture to `target` as u-law RTP from a fresh socket, paced like Asterisk.
+pub fn send_speech(target: SocketAddr, file: &str) {
+    use asr_gateway::sender::{self, SendOptions};
+    let (samples, rate) = sender::read_wav(&fixture(file)).unwrap();
+    let packets = sender::packetize(&samples, rate, &SendOptions::pcmu(), 0x2222, 1).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sender::send_packets(&socket, target, &packets, &SendOptions::pcmu())
+            .await
+            .unwrap();
+    });
 }
